@@ -224,10 +224,10 @@ export type ReceiptClaims = z.infer<typeof ReceiptClaimsSchema>;
 // --- parsing ---------------------------------------------------------------------
 
 /** Formats zod issues as `path: message; …` for an error message a person can act on. */
-export function describeIssues(error: z.ZodError): string {
+export function describeIssues(error: { readonly issues: ReadonlyArray<{ readonly path: readonly PropertyKey[]; readonly message: string }> }): string {
   return error.issues
     .slice(0, 8)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '$'}: ${i.message}`)
+    .map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '$'}: ${i.message}`)
     .join('; ');
 }
 

@@ -88,6 +88,8 @@ export const ERROR_CODES = {
   NV_INDEX_EXISTS: def('state', 409, 'the NV index is already defined'),
   NV_LOCKED: def('policy', 403, 'the NV index is write-locked'),
   NV_SIZE_EXCEEDED: def('malformed', 400, 'NV data exceeds the index size or NV_INDEX_MAX'),
+  NV_ATTRIBUTES: def('policy', 403, 'the NV index attributes do not allow this operation (TPM_RC_ATTRIBUTES, TPM_RC_NV_AUTHORIZATION)'),
+  NV_UNINITIALIZED: def('state', 409, 'the NV index has not been written yet (TPM_RC_NV_UNINITIALIZED)'),
   CA_UNREACHABLE: def('transport', 503, 'the CA could not be reached'),
   CAPACITY_EXCEEDED: def('state', 409, 'the node has no capacity for this VM'),
   VM_BOOT_FAILED: def('state', 500, 'the VM did not boot or did not report its host key in time'),
@@ -96,6 +98,11 @@ export const ERROR_CODES = {
   TPM_RESPONSE_ERROR: def('state', 502, 'the TPM answered a command with an error response code'),
   TPM_TRANSPORT_ERROR: def('transport', 502, 'the TPM transport failed or closed'),
   TPM_TIMEOUT: def('transport', 504, 'the TPM did not answer in time'),
+  CREDENTIAL_INTEGRITY: def('crypto', 403, 'TPM2_ActivateCredential refused the credential: its integrity check fails (made for another AK name or EK)'),
+  TPM_OBJECT_INVALID: def('state', 409, 'the TPM object or handle does not exist or does not have the attributes this command needs'),
+
+  // --- storage ------------------------------------------------------------------
+  MIGRATION_FAILED: def('internal', 500, 'the database schema could not be migrated (or a read-only database is not migrated)'),
 
   // --- general ------------------------------------------------------------------
   NOT_FOUND: def('state', 404, 'the resource does not exist (or is not visible to this caller)'),

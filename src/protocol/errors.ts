@@ -81,6 +81,8 @@ export const ERROR_CODES = {
   IOMMU_FAULT: def('policy', 403, 'a DMA request was blocked by the IOMMU'),
   MMIO_DENIED: def('policy', 403, "a domain without the grant touched the device's MMIO range"),
   ASSIGNMENT_DENIED: def('policy', 403, 'a device assignment breaks an IOMMU invariant'),
+  IOMMU_MAP_DENIED: def('policy', 403, "an I/O page-table change would reach memory outside the domain's own"),
+  BOOT_CONFIG_INVALID: def('malformed', 400, 'the node boot configuration does not match its schema'),
   CAPABILITY_DENIED: def('policy', 403, "the domain's role does not hold this capability"),
   DOMAIN_STATE_INVALID: def('state', 409, 'the domain is not in a state that allows this operation'),
   DEVICE_NOT_READY: def('state', 503, 'the auth device is not assigned or not started'),

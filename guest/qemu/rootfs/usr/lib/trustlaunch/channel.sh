@@ -1,0 +1,221 @@
+# The guest side of the VM channel (docs/vm-channel.md), run by /init as PID 1 with
+# busybox sh. Every line from the hypervisor is parsed by json-line.awk; anything
+# malformed or invalid is dropped (and reported as a `log` message), changing nothing.
+#   guest -> host: host-key, ready, certificate-installed, log
+#   host -> guest: config, host-certificate (unknown types are ignored)
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+. /usr/lib/trustlaunch/common.sh
+
+PORT_NAME=org.trustlaunch.channel.0
+LIB=/usr/lib/trustlaunch
+HOST_KEY=/etc/ssh/ssh_host_ed25519_key
+HOST_CERT=/etc/ssh/ssh_host_ed25519_key-cert.pub
+SSHD_CONFIG=/etc/ssh/sshd_config
+MAX_LINE=16384
+
+configured=0 # a valid config was applied (only the first one counts)
+ssh_port=
+sshd_pid=
+cert_installed=0
+dropped=0
+
+# --- the port -----------------------------------------------------------------------
+# There is no udev: find the port by its name in sysfs and make the stable link ourselves.
+find_port() {
+  for _ in $(seq 1 200); do
+    for d in /sys/class/virtio-ports/*; do
+      [ -r "$d/name" ] || continue
+      if [ "$(cat "$d/name")" = "$PORT_NAME" ] && [ -c "/dev/${d##*/}" ]; then
+        ln -sf "/dev/${d##*/}" "/dev/virtio-ports/$PORT_NAME"
+        return 0
+      fi
+    done
+    sleep 0.05
+  done
+  return 1
+}
+
+# Messages are built only from constants and values validated below (no '"' or '\').
+send() { printf '%s\n' "$1" >&3; }
+send_log() { send "{\"v\":1,\"type\":\"log\",\"message\":\"$1\"}"; }
+drop() {
+  dropped=$((dropped + 1))
+  say "dropped a channel line: $1"
+  send_log "dropped: $1 (total $dropped)"
+}
+
+# --- validation -----------------------------------------------------------------------
+valid_hostname() {
+  [ "${#1}" -ge 1 ] && [ "${#1}" -le 253 ] &&
+    printf '%s\n' "$1" | grep -Eqx '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*'
+}
+valid_port() {
+  case $1 in '' | *[!0-9]*) return 1 ;; esac
+  [ "${#1}" -le 5 ] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]
+}
+# `type base64 [comment]`, no options (they would need quotes, which never occur).
+valid_authorized_key() {
+  printf '%s\n' "$1" | grep -Eqx '(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?'
+}
+valid_certificate_line() {
+  printf '%s\n' "$1" | grep -Eqx 'ssh-ed25519-cert-v01@openssh\.com [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?'
+}
+# SHA256:… fingerprint of a public key or of the key a certificate certifies.
+fingerprint_of_key() { ssh-keygen -l -f "$1" 2>/dev/null | awk 'NR == 1 { print $2 }'; }
+fingerprint_in_cert() { ssh-keygen -L -f "$1" 2>/dev/null | awk '$1 == "Public" && $2 == "key:" { print $4; exit }'; }
+is_host_cert() { ssh-keygen -L -f "$1" 2>/dev/null | grep -Eq '^[[:space:]]*Type: ssh-ed25519-cert-v01@openssh\.com host certificate$'; }
+
+# --- sshd -----------------------------------------------------------------------------
+write_sshd_config() {
+  {
+    echo "Port $ssh_port"
+    echo "AddressFamily inet"
+    echo "ListenAddress 0.0.0.0"
+    echo "HostKey $HOST_KEY"
+    [ "$cert_installed" = 1 ] && echo "HostCertificate $HOST_CERT"
+    echo "PidFile /run/sshd.pid"
+    echo "UsePAM no"
+    echo "PasswordAuthentication no"
+    echo "KbdInteractiveAuthentication no"
+    echo "PermitRootLogin prohibit-password"
+    echo "AuthorizedKeysFile .ssh/authorized_keys"
+    echo "UseDNS no"
+    echo "PrintMotd no"
+    echo "PrintLastLog no"
+  } > "$SSHD_CONFIG.new" && mv "$SSHD_CONFIG.new" "$SSHD_CONFIG"
+}
+
+# Inode of the socket listening on $ssh_port (empty if none): sshd re-executes on SIGHUP
+# and binds a new socket, so a changed inode proves the reload finished.
+listen_inode() {
+  awk -v port="$(printf ':%04X' "$ssh_port")" \
+    'NR > 1 && substr($2, length($2) - 4) == port && $4 == "0A" { print $10; exit }' /proc/net/tcp
+}
+# Waits (at most ~30 s, TCG is slow) for a listener whose inode differs from $1.
+wait_listener() {
+  for _ in $(seq 1 600); do
+    inode=$(listen_inode)
+    [ -n "$inode" ] && [ "$inode" != "$1" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+start_sshd() {
+  write_sshd_config
+  # The channel (fd 3) stays with PID 1: sshd and its sessions never inherit it.
+  /usr/sbin/sshd -D -f "$SSHD_CONFIG" -E /var/log/sshd.log 3>&- &
+  sshd_pid=$!
+  if ! wait_listener ""; then
+    say "sshd did not start (see /var/log/sshd.log)"
+    send_log "sshd did not start"
+    return 1
+  fi
+  say "sshd listening on port $ssh_port"
+}
+
+# --- messages -------------------------------------------------------------------------
+on_config() {
+  if [ "$configured" = 1 ]; then
+    drop "config already applied"
+    return
+  fi
+  valid_hostname "$hostname" || { drop "config: invalid hostname"; return; }
+  valid_port "$sshPort" || { drop "config: invalid sshPort"; return; }
+  [ -n "$nkeys" ] || { drop "config: authorizedKeys missing"; return; }
+  keys_file=/root/.ssh/authorized_keys.new
+  : > "$keys_file"
+  while IFS= read -r k; do
+    [ -n "$k" ] || continue
+    valid_authorized_key "$k" || { rm -f "$keys_file"; drop "config: invalid authorized key"; return; }
+    printf '%s\n' "$k" >> "$keys_file"
+  done <<KEYS
+$keys
+KEYS
+  mv "$keys_file" /root/.ssh/authorized_keys
+  hostname "$hostname"
+  printf '%s\n' "$hostname" > /etc/hostname
+  ssh_port=$sshPort
+  configured=1
+  say "configured as $hostname"
+  start_sshd || return
+  send "{\"v\":1,\"type\":\"ready\",\"sshPort\":$ssh_port}"
+  say "ready"
+  # A certificate that arrived before the config is already in sshd's configuration.
+  [ "$cert_installed" = 1 ] && send '{"v":1,"type":"certificate-installed"}'
+}
+
+on_certificate() {
+  valid_certificate_line "$certificate" || { drop "host-certificate: not an ssh-ed25519 certificate line"; return; }
+  incoming=/etc/ssh/incoming-cert.pub
+  printf '%s\n' "$certificate" > "$incoming"
+  # ssh-keygen -L checks the CA signature over the certificate; it must certify our key.
+  if ! is_host_cert "$incoming"; then
+    rm -f "$incoming"; drop "host-certificate: not a valid host certificate"; return
+  fi
+  if [ "$(fingerprint_in_cert "$incoming")" != "$(fingerprint_of_key "$HOST_KEY.pub")" ]; then
+    rm -f "$incoming"; drop "host-certificate: certifies another key"; return
+  fi
+  mv "$incoming" "$HOST_CERT"
+  cert_installed=1
+  say "host certificate installed"
+  [ -n "$sshd_pid" ] || return 0 # sshd starts with it once the config arrives
+  old=$(listen_inode)
+  write_sshd_config
+  kill -HUP "$sshd_pid"
+  if ! wait_listener "$old"; then
+    say "sshd did not come back after reload"
+    send_log "sshd did not come back after reload"
+    return
+  fi
+  say "sshd reloaded with the host certificate"
+  send '{"v":1,"type":"certificate-installed"}'
+}
+
+handle_line() {
+  [ "${#1}" -le "$MAX_LINE" ] || { drop "line too long"; return; }
+  fields=$(printf '%s\n' "$1" | awk -f "$LIB/json-line.awk") || { drop "malformed line"; return; }
+  v= type= hostname= sshPort= certificate= nkeys= keys=
+  while IFS= read -r f; do
+    case $f in
+      'v='*) v=${f#v=} ;;
+      'type='*) type=${f#type=} ;;
+      'hostname='*) hostname=${f#hostname=} ;;
+      'sshPort='*) sshPort=${f#sshPort=} ;;
+      'certificate='*) certificate=${f#certificate=} ;;
+      'authorizedKeys#='*) nkeys=${f#authorizedKeys#=} ;;
+      'authorizedKeys[]='*) keys="$keys${f#authorizedKeys[]=}
+" ;;
+    esac
+  done <<FIELDS
+$fields
+FIELDS
+  [ "$v" = 1 ] || { drop "unsupported or missing v"; return; }
+  case $type in
+    config) on_config ;;
+    host-certificate) on_certificate ;;
+    *) ;; # unknown types are ignored (forward compatibility)
+  esac
+}
+
+# --- main -----------------------------------------------------------------------------
+find_port || fatal "VM channel port $PORT_NAME not found"
+[ -c "/dev/virtio-ports/$PORT_NAME" ] || fatal "VM channel port $PORT_NAME is not a device"
+exec 3<> "/dev/virtio-ports/$PORT_NAME"
+say "VM channel open; waiting for the hypervisor"
+
+host_key=$(awk 'NR == 1 { print $1 " " $2 }' "$HOST_KEY.pub")
+printf '%s\n' "$host_key" | grep -Eqx 'ssh-ed25519 [A-Za-z0-9+/]+={0,3}' || fatal "unexpected host key format"
+send "{\"v\":1,\"type\":\"host-key\",\"key\":\"$host_key\"}" # blocks until the host connects
+unset host_key
+say "host key sent"
+
+# The VM's life: serve the channel. A read returns at once at end of file while the host
+# side is disconnected, hence the pause; the hypervisor bounds how long it waits for us.
+while :; do
+  if IFS= read -r line <&3; then
+    handle_line "$line"
+  else
+    sleep 0.2
+  fi
+done

@@ -38,6 +38,7 @@ readonly MODULES='virtio_pci virtio_net virtio_console virtio_rng' # + their dep
 readonly EPOCH=946684800                                          # mtime of every initramfs entry
 readonly COMPRESSION=${TRUSTLAUNCH_GUEST_COMPRESSION:-lz4}       # lz4|gzip|none; lz4 measured best (docs/guest-image.md)
 readonly SSHD=/usr/sbin/sshd SSH_KEYGEN=/usr/bin/ssh-keygen BUSYBOX=/bin/busybox
+case $COMPRESSION in lz4 | gzip | none) ;; *) die "unknown compression $COMPRESSION (TRUSTLAUNCH_GUEST_COMPRESSION: lz4, gzip or none)" ;; esac
 rootfs="$repo/guest/qemu/rootfs"
 cache=${TRUSTLAUNCH_GUEST_CACHE:-$repo/guest/build/cache}
 

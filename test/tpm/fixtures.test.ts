@@ -27,28 +27,28 @@ function withUnique(template: TpmtPublic, real: TpmtPublic): TpmtPublic {
   return { ...template, unique: real.unique } as TpmtPublic;
 }
 
-describe('swtpm fixtures', () => {
-  it('parses every public area and round-trips it byte for byte', () => {
+void describe('swtpm fixtures', () => {
+  void it('parses every public area and round-trips it byte for byte', () => {
     for (const name of ['ek-rsa2048.pub', 'ek-ecc384.pub', 'ek-ecc256.pub', 'ak-ecc.pub', 'ak-rsa.pub']) {
       const pub = parseTpm2bPublic(file(name));
       assert.deepEqual(marshalTpm2bPublic(pub), file(name), name);
     }
   });
 
-  it('computes the Names tpm2_readpublic -n printed', () => {
+  void it('computes the Names tpm2_readpublic -n printed', () => {
     for (const key of ['ek-rsa2048', 'ek-ecc384', 'ek-ecc256', 'ak-ecc', 'ak-rsa']) {
       assert.deepEqual(objectName(tpmt(`${key}.pub`)), file(`${key}.name`), key);
     }
   });
 
-  it('computes the qualified names of AKs under the RSA EK as tpm2_readpublic -q printed', () => {
+  void it('computes the qualified names of AKs under the RSA EK as tpm2_readpublic -q printed', () => {
     const ekQn = qualifiedName(handleName(TPM_RH.ENDORSEMENT), file('ek-rsa2048.name'), TPM_ALG.SHA256);
     for (const ak of ['ak-ecc', 'ak-rsa']) {
       assert.deepEqual(qualifiedName(ekQn, file(`${ak}.name`), TPM_ALG.SHA256), file(`${ak}.qname`), ak);
     }
   });
 
-  it('rebuilds the EK and AK public areas from our templates plus the key (so names match a real TPM)', () => {
+  void it('rebuilds the EK and AK public areas from our templates plus the key (so names match a real TPM)', () => {
     const cases: [string, TpmtPublic][] = [
       ['ek-rsa2048.pub', EK_TEMPLATE_RSA2048],
       ['ek-ecc256.pub', EK_TEMPLATE_ECC_P256],
@@ -70,7 +70,7 @@ describe('swtpm fixtures', () => {
     ]);
   });
 
-  it('converts the AK public areas to the keys tpm2_readpublic -f pem exported', () => {
+  void it('converts the AK public areas to the keys tpm2_readpublic -f pem exported', () => {
     for (const ak of ['ak-ecc', 'ak-rsa']) {
       const ours = publicKeyOf(parseTpm2bPublic(file(`${ak}.pub`))).export({ type: 'spki', format: 'pem' }).toString();
       assert.equal(ours, file(`${ak}.pem`).toString(), ak);
@@ -78,7 +78,7 @@ describe('swtpm fixtures', () => {
   });
 
   for (const alg of ['ecc', 'rsa'] as const) {
-    it(`parses the real ${alg} quote and its signature, and the verifier accepts it`, () => {
+    void it(`parses the real ${alg} quote and its signature, and the verifier accepts it`, () => {
       const msg = file(`quote-${alg}.msg`);
       const nonce = Buffer.from(file(`quote-${alg}.nonce.hex`).toString().trim(), 'hex');
       const attest = parseTpmsAttest(msg);

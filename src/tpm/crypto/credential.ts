@@ -23,7 +23,8 @@ import {
 } from 'node:crypto';
 import { TrustlaunchError } from '../../protocol/errors.js';
 import { ECC_CURVES, TPM_ALG, algName } from '../constants.js';
-import { TpmReader, parseWhole } from '../marshal/reader.js';
+import type { TpmReader} from '../marshal/reader.js';
+import { parseWhole } from '../marshal/reader.js';
 import { TpmWriter } from '../marshal/writer.js';
 import { marshalTpmsIdObject, parseTpmsIdObject } from '../structures/credential.js';
 import { hasAttributes } from '../structures/object-attributes.js';

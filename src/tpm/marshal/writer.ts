@@ -14,6 +14,7 @@ export class TpmWriter {
     return this.#length;
   }
 
+  /** Makes room for `n` bytes and returns where they go. Call it BEFORE touching #buf: it may replace the buffer. */
   #reserve(n: number): number {
     const at = this.#length;
     if (at + n > this.#buf.length) {
@@ -33,37 +34,43 @@ export class TpmWriter {
 
   u8(value: number, field = 'UINT8'): this {
     this.#checkUint(value, 8, field);
-    this.#buf.writeUInt8(value, this.#reserve(1));
+    const at = this.#reserve(1);
+    this.#buf.writeUInt8(value, at);
     return this;
   }
 
   u16(value: number, field = 'UINT16'): this {
     this.#checkUint(value, 16, field);
-    this.#buf.writeUInt16BE(value, this.#reserve(2));
+    const at = this.#reserve(2);
+    this.#buf.writeUInt16BE(value, at);
     return this;
   }
 
   u32(value: number, field = 'UINT32'): this {
     this.#checkUint(value, 32, field);
-    this.#buf.writeUInt32BE(value, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeUInt32BE(value, at);
     return this;
   }
 
   u64(value: bigint, field = 'UINT64'): this {
     if (value < 0n || value >= 1n << 64n) throw new RangeError(`${field}: ${value} is not a UINT64`);
-    this.#buf.writeBigUInt64BE(value, this.#reserve(8));
+    const at = this.#reserve(8);
+    this.#buf.writeBigUInt64BE(value, at);
     return this;
   }
 
   u16le(value: number, field = 'UINT16'): this {
     this.#checkUint(value, 16, field);
-    this.#buf.writeUInt16LE(value, this.#reserve(2));
+    const at = this.#reserve(2);
+    this.#buf.writeUInt16LE(value, at);
     return this;
   }
 
   u32le(value: number, field = 'UINT32'): this {
     this.#checkUint(value, 32, field);
-    this.#buf.writeUInt32LE(value, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeUInt32LE(value, at);
     return this;
   }
 

@@ -182,8 +182,11 @@ export function writeTpmsEccPoint(w: TpmWriter, p: TpmsEccPoint): void {
 
 // --- TPMT_PUBLIC --------------------------------------------------------------------
 
+const PUBLIC_TYPES = new Set<number>([TPM_ALG.RSA, TPM_ALG.ECC, TPM_ALG.KEYEDHASH, TPM_ALG.SYMCIPHER]);
+
 export function readTpmtPublic(r: TpmReader): TpmtPublic {
   const type = r.u16('type');
+  if (!PUBLIC_TYPES.has(type)) r.fail('type', `${algName(type)} is not a TPMI_ALG_PUBLIC`);
   const nameAlg = readHashAlg(r, 'nameAlg', true);
   const objectAttributes = r.u32('objectAttributes');
   const authPolicy = Tpm2bDigest.read(r, 'authPolicy');

@@ -106,6 +106,9 @@ export const ERROR_CODES = {
   // --- storage ------------------------------------------------------------------
   MIGRATION_FAILED: def('internal', 500, 'the database schema could not be migrated (or a read-only database is not migrated)'),
 
+  // --- local files ----------------------------------------------------------------
+  FILE_INSECURE: def('policy', 500, 'a secret file is a symlink, not a regular file, not owned by this user, or open to group or others'),
+
   // --- general ------------------------------------------------------------------
   NOT_FOUND: def('state', 404, 'the resource does not exist (or is not visible to this caller)'),
   CONFLICT: def('state', 409, 'the request conflicts with the current state'),

@@ -1,14 +1,15 @@
 // Measures the QEMU guest's boot (not a test: timings belong in measurements, not asserts).
-//   node --import tsx test/guest/measure-boot.ts [--runs N] [--accel kvm|tcg] [--image DIR]
+//   node --import tsx test/guest/measure-boot.ts [--runs N] [--accel kvm|tcg] [--image DIR] [--console]
 // For each run: QEMU spawn -> `host-key` on the VM channel -> config sent -> `ready` ->
 // first successful `ssh … true` with strict host key checking. Prints each run and the
-// median/min/max. docs/guest-image.md records the figures.
+// median/min/max (--console: also the guest's console timeline of the last run).
+// docs/guest-image.md records the figures.
 import { parseArgs } from 'node:util';
 import { ensureGuestImage, pickAccelerator, readGuestImage, startGuest, type Accelerator } from '../support/qemu.js';
 import { tempDir } from '../support/system.js';
 import { keyWithoutComment, makeKeyPair, sshRun } from './openssh.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, accel: { type: 'string' }, image: { type: 'string' } } });
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, accel: { type: 'string' }, image: { type: 'string' }, console: { type: 'boolean', default: false } } });
 const runs = Number(values.runs);
 const image = values.image === undefined ? ensureGuestImage() : readGuestImage(values.image);
 const accel = values.accel === undefined ? await pickAccelerator(image) : { accel: values.accel as Accelerator, reason: 'requested' };
@@ -34,6 +35,7 @@ try {
       samples.ready.push(tReady);
       samples.ssh.push(tSsh);
       console.log(`run ${i + 1}: host-key ${ms(tHostKey)}  ready ${ms(tReady)}  ssh ${ms(tSsh)}`);
+      if (values.console && i === runs - 1) console.log(guest.console().split('\n').filter((l) => l.includes('trustlaunch-guest:')).join('\n'));
     } finally {
       await guest.stop();
     }

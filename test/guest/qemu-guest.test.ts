@@ -133,7 +133,7 @@ void describe('QEMU guest', () => {
     }
   });
 
-  void it('makes a fresh host key at every boot, takes a certificate sent before the config, and leaves no QEMU behind', async () => {
+  void it('makes a fresh host key at every boot, takes a certificate sent before the config, survives a reconnect, and leaves no QEMU behind', async () => {
     const guests = await Promise.all([startGuest({ image }), startGuest({ image })]);
     try {
       const channels = await Promise.all(guests.map((g) => g.openChannel()));
@@ -148,6 +148,13 @@ void describe('QEMU guest', () => {
       const viaCa = await sshRun({ dir: tmp.path, port: guest.sshPort, identity: client, knownHosts: [certAuthorityLine('*.guest.test', ca)], hostKeyAlias: HOSTNAME, command: 'hostname' });
       assert.equal(viaCa.status, 0, viaCa.stderr);
       assert.equal(viaCa.stdout.trim(), HOSTNAME);
+
+      // The hypervisor may drop the channel and come back: the guest carries on.
+      const [, second] = guests;
+      (channels[1] as ChannelClient).close();
+      const again = await second.openChannel();
+      again.send(config('vm-2.guest.test', []));
+      assert.deepEqual(await again.next(STEP_MS), { v: 1, type: 'ready', sshPort: 22 });
     } finally {
       await Promise.all(guests.map((g) => g.stop()));
     }

@@ -79,7 +79,7 @@ export interface AcceleratorChoice {
   readonly reason: string;
 }
 
-const KVM_PROBE_TIMEOUT_MS = 20_000;
+const KVM_PROBE_TIMEOUT_MS = 15_000;
 const KVM_PROBE_MARKER = 'trustlaunch-kvm-probe-ok';
 let acceleratorChoice: Promise<AcceleratorChoice> | undefined;
 
@@ -104,13 +104,20 @@ async function chooseAccelerator(image: GuestImage): Promise<AcceleratorChoice> 
   }
   const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   const cache = join(tmpdir(), `trustlaunch-kvm-probe-${bootId}-${image.manifest.kernel.slice(7, 23)}.json`);
-  if (existsSync(cache)) {
-    const cached = JSON.parse(readFileSync(cache, 'utf8')) as AcceleratorChoice;
-    return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
-  }
+  const cached = readCachedChoice(cache);
+  if (cached !== undefined) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
   const choice = await probeKvm(image);
   writeFileSync(cache, JSON.stringify(choice), { mode: 0o600 });
   return choice;
+}
+
+function readCachedChoice(path: string): AcceleratorChoice | undefined {
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8')) as Partial<AcceleratorChoice>;
+    return (v.accel === 'kvm' || v.accel === 'tcg') && typeof v.reason === 'string' ? { accel: v.accel, reason: v.reason } : undefined;
+  } catch {
+    return undefined; // absent or unreadable: probe again
+  }
 }
 
 /** Boots the guest kernel under KVM with `echo` as init: the marker on the console proves it ran. */
@@ -377,6 +384,8 @@ export interface ChannelMessage {
 /**
  * The hypervisor's end of the VM channel (docs/vm-channel.md) over QEMU's unix socket:
  * newline-delimited JSON, lines bounded to 16 KiB; a malformed line is dropped and counted.
+ * QEMU serves one client at a time; after close() a new client may connect and the guest
+ * carries on (its writes wait while nobody is connected).
  */
 export class ChannelClient {
   /** Lines dropped because they were too long, not JSON, or not `{v: 1, type: string}`. */

@@ -46,3 +46,8 @@ export function transportError(message: string, cause?: unknown): TrustlaunchErr
 export function timeoutError(what: string, ms: number): TrustlaunchError {
   return new TrustlaunchError('TPM_TIMEOUT', `${what}: no answer within ${ms} ms`, { detail: { timeoutMs: ms } });
 }
+
+/** A response that parses but says something impossible (a PCR that was not asked for, a capability not requested). */
+export function malformedResponse(message: string): TrustlaunchError {
+  return new TrustlaunchError('TPM_PARSE_ERROR', message);
+}

@@ -27,23 +27,25 @@ class Connection {
   #pending: Pending | undefined;
   #failure: Error | undefined;
   readonly #ready: Promise<void>;
+  #readyReject: (e: Error) => void = () => undefined;
 
-  constructor(endpoint: SocketEndpoint) {
+  constructor(endpoint: SocketEndpoint, description: string) {
     this.socket = endpoint.kind === 'tcp' ? connect({ host: endpoint.host, port: endpoint.port, noDelay: true }) : connect({ path: endpoint.path });
     this.#ready = new Promise<void>((resolve, reject) => {
-      this.socket.once('connect', resolve);
-      this.socket.once('error', reject);
+      this.#readyReject = reject;
+      this.socket.once('connect', () => resolve());
     });
     this.#ready.catch(() => undefined);
     this.socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    this.socket.on('error', (e) => this.fail(transportError(`TPM connection failed: ${e.message}`, e)));
-    this.socket.on('close', () => this.fail(transportError('the TPM closed the connection')));
+    this.socket.on('error', (e) => this.fail(transportError(`${description}: ${e.message}`, e)));
+    this.socket.on('close', () => this.fail(transportError(`${description} closed the connection`)));
   }
 
   get dead(): boolean {
     return this.#failure !== undefined;
   }
 
+  /** Resolves once connected; rejects with the reason the connection died. */
   ready(): Promise<void> {
     return this.#failure === undefined ? this.#ready : Promise.reject(this.#failure);
   }
@@ -76,6 +78,7 @@ class Connection {
   /** Marks the connection dead (first reason wins), destroys the socket, fails the command in flight. */
   fail(reason: Error): void {
     if (this.#failure === undefined) this.#failure = reason;
+    this.#readyReject(this.#failure);
     this.socket.destroy();
     const p = this.#pending;
     this.#pending = undefined;
@@ -108,15 +111,11 @@ export class SocketTransport implements TpmTransport {
 
   async #exchange(command: Uint8Array, timeoutMs: number): Promise<Buffer> {
     if (this.#closed) throw transportError(`${this.description} is closed`);
-    if (this.#connection === undefined || this.#connection.dead) this.#connection = new Connection(this.endpoint);
+    if (this.#connection === undefined || this.#connection.dead) this.#connection = new Connection(this.endpoint, this.description);
     const conn = this.#connection;
     const timer = setTimeout(() => conn.fail(timeoutError(this.description, timeoutMs)), timeoutMs);
     try {
-      await conn.ready().catch((e: unknown) => {
-        throw e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('TPM_')
-          ? e
-          : transportError(`cannot connect to ${this.description}: ${e instanceof Error ? e.message : String(e)}`, e);
-      });
+      await conn.ready();
       return await conn.exchange(command);
     } finally {
       clearTimeout(timer);

@@ -7,7 +7,7 @@ import { TrustlaunchError } from '../../protocol/errors.js';
 import type { PcrBankLike } from '../pcr-bank.js';
 import { AK_HANDLE, AK_TEMPLATES, EK_HANDLE, type AkAlgorithm } from '../templates.js';
 import { TpmEngine, type LoadedObject } from './engine.js';
-import type { StateStore } from './store.js';
+import { FileStateStore, type StateStore } from './store.js';
 
 export interface SoftwareTpmOptions {
   readonly store: StateStore;
@@ -141,4 +141,9 @@ export class SoftwareTpmDevice implements AuthDevice {
   nvUndefine(index: number): Promise<void> {
     return settle(() => this.engine.nvUndefine(index));
   }
+}
+
+/** The `sim` device over the state file a manufacturing step wrote (manufacturer-ca.ts). */
+export function openSoftwareTpm(statePath: string, options: Omit<SoftwareTpmOptions, 'store'> = {}): SoftwareTpmDevice {
+  return new SoftwareTpmDevice({ ...options, store: new FileStateStore(statePath), description: options.description ?? `trustlaunch software TPM 2.0 (${statePath})` });
 }

@@ -15,6 +15,7 @@ import { requireCommand, tempDir } from '../support/system.js';
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPT = join(REPO, 'scripts', 'build-guest.sh');
 const EPOCH = 946684800; // the fixed mtime of every initramfs entry
+const CACHE = process.env['TRUSTLAUNCH_GUEST_CACHE'] ?? join(REPO, 'guest', 'build', 'cache');
 
 interface CpioEntry { name: string; mode: number; uid: number; gid: number; mtime: number; data: Buffer }
 
@@ -65,9 +66,9 @@ void describe('scripts/build-guest.sh', () => {
     const stamp = readFileSync(join(image.dir, 'stamp'), 'utf8');
     const [, pkg, version] = /^kernel (linux-image-\S+-cloud-amd64) (\S+)$/m.exec(stamp) ?? [];
     assert.ok(pkg !== undefined && version !== undefined, 'the stamp records the kernel package');
-    const deb = readdirSync(join(REPO, 'guest', 'build', 'cache')).find((f) => f.startsWith(`${pkg}_`));
+    const deb = readdirSync(CACHE).find((f) => f === `${pkg}_${version.replace(/:/g, '%3a')}_amd64.deb`);
     assert.ok(deb !== undefined, 'the kernel package is cached');
-    const fromDeb = execFileSync('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -xO ./boot/vmlinuz-${pkg.slice('linux-image-'.length)}`, 'sh', join(REPO, 'guest', 'build', 'cache', deb)], { maxBuffer: 64 << 20 });
+    const fromDeb = execFileSync('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -xO ./boot/vmlinuz-${pkg.slice('linux-image-'.length)}`, 'sh', join(CACHE, deb)], { maxBuffer: 64 << 20 });
     assert.equal(sha256Digest(fromDeb), image.manifest.kernel);
 
     const cpio = execFileSync('lz4', ['-dc', image.initrd], { maxBuffer: 256 << 20 });

@@ -41,7 +41,7 @@ async function hostKeyOf(guest: QemuGuest, channel: ChannelClient): Promise<stri
   return key;
 }
 
-const config = (hostname: string, keys: readonly string[]): Record<string, unknown> => ({ v: 1, type: 'config', hostname, authorizedKeys: keys, sshPort: 22 });
+const config = (hostname: string, keys: readonly unknown[]): Record<string, unknown> => ({ v: 1, type: 'config', hostname, authorizedKeys: keys, sshPort: 22 });
 
 async function expectDropped(channel: ChannelClient, reasons: readonly RegExp[]): Promise<void> {
   for (const reason of reasons) {
@@ -69,10 +69,14 @@ void describe('QEMU guest', () => {
       channel.sendRaw(`${JSON.stringify(config(HOSTNAME, ['command=reboot ssh-ed25519 AAAA']))}\n`);
       channel.sendRaw(`${JSON.stringify({ ...config(HOSTNAME, [clientKey]), sshPort: 70000 })}\n`);
       channel.sendRaw(`{"v":1,"type":"config","hostname":"${HOSTNAME}","hostname":"other.test","authorizedKeys":[],"sshPort":22}\n`);
+      channel.sendRaw(`${JSON.stringify({ ...config(HOSTNAME, [clientKey]), v: '1' })}\n`); // JSON types count
+      channel.sendRaw(`${JSON.stringify({ ...config(HOSTNAME, [clientKey]), sshPort: '22' })}\n`);
+      channel.sendRaw(`${JSON.stringify(config(HOSTNAME, [clientKey, 7]))}\n`);
       channel.sendRaw('{"v":1,"type":"some-future-message","x":[1,2]}\n'); // unknown type: ignored silently
       await expectDropped(channel, [
         /malformed line/, /malformed line/, /unsupported or missing v/, /config: invalid hostname/, /malformed line/,
         /config: invalid authorized key/, /config: invalid sshPort/, /malformed line/,
+        /unsupported or missing v/, /config: invalid sshPort/, /config: invalid authorized key/,
       ]);
 
       channel.send(config(HOSTNAME, [clientKey]));

@@ -123,6 +123,7 @@ on_config() {
   valid_hostname "$hostname" || { drop "config: invalid hostname"; return; }
   valid_port "$sshPort" || { drop "config: invalid sshPort"; return; }
   [ -n "$nkeys" ] || { drop "config: authorizedKeys missing"; return; }
+  [ "$keys_bad" = 0 ] || { drop "config: invalid authorized key"; return; }
   keys_file=/root/.ssh/authorized_keys.new
   : > "$keys_file"
   while IFS= read -r k; do
@@ -175,17 +176,19 @@ on_certificate() {
 handle_line() {
   [ "${#1}" -le "$MAX_LINE" ] || { drop "line too long"; return; }
   fields=$(printf '%s\n' "$1" | awk -f "$LIB/json-line.awk") || { drop "malformed line"; return; }
-  v= type= hostname= sshPort= certificate= nkeys= keys=
+  # Only members of the expected JSON type are taken; one of another type counts as absent.
+  v= type= hostname= sshPort= certificate= nkeys= keys= keys_bad=0
   while IFS= read -r f; do
     case $f in
-      'v='*) v=${f#v=} ;;
-      'type='*) type=${f#type=} ;;
-      'hostname='*) hostname=${f#hostname=} ;;
-      'sshPort='*) sshPort=${f#sshPort=} ;;
-      'certificate='*) certificate=${f#certificate=} ;;
+      'v=n:'*) v=${f#v=n:} ;;
+      'type=s:'*) type=${f#type=s:} ;;
+      'hostname=s:'*) hostname=${f#hostname=s:} ;;
+      'sshPort=n:'*) sshPort=${f#sshPort=n:} ;;
+      'certificate=s:'*) certificate=${f#certificate=s:} ;;
       'authorizedKeys#='*) nkeys=${f#authorizedKeys#=} ;;
-      'authorizedKeys[]='*) keys="$keys${f#authorizedKeys[]=}
+      'authorizedKeys[]=s:'*) keys="$keys${f#authorizedKeys[]=s:}
 " ;;
+      'authorizedKeys[]='*) keys_bad=1 ;;
     esac
   done <<FIELDS
 $fields

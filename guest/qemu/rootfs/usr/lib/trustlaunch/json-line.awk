@@ -4,8 +4,9 @@
 # the protocol sends (its values never contain '"' or '\'). Anything else (escapes, nested
 # objects, fractions, duplicate names, control characters, trailing bytes, more than one
 # line) makes the whole line malformed: nothing is printed and the exit status is 1.
-# Output, one per line: `name=value` for a scalar member; for an array member `name#=<count>`
-# then `name[]=value` per element. Values never contain a newline (control characters are
+# Output, one per line: `name=<t>:value` for a scalar member, where <t> is s (string),
+# n (integer) or l (literal true/false/null); for an array member `name#=<count>` then
+# `name[]=<t>:value` per element. Values never contain a newline (control characters are
 # rejected), so the shell can read the output line by line.
 
 function fail() { malformed = 1; exit 1 }
@@ -18,9 +19,9 @@ function take(re) {
   return 1
 }
 function scalar() {
-  if (take("^\"[^\"]*\"")) { val = substr(tok, 2, length(tok) - 2); return 1 }
-  if (take("^-?(0|[1-9][0-9]*)")) { val = tok; return 1 }
-  if (take("^(true|false|null)")) { val = tok; return 1 }
+  if (take("^\"[^\"]*\"")) { val = "s:" substr(tok, 2, length(tok) - 2); return 1 }
+  if (take("^-?(0|[1-9][0-9]*)")) { val = "n:" tok; return 1 }
+  if (take("^(true|false|null)")) { val = "l:" tok; return 1 }
   return 0
 }
 

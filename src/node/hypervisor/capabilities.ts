@@ -1,0 +1,172 @@
+// What each domain is handed: capability objects for its role, and nothing else
+// (DESIGN.md §3.1 "Each domain receives only the capabilities its role needs"). They are
+// frozen objects of functions; none exposes the device, a PCR bank, the IOMMU, or any
+// other domain's memory. These types are the API the rest of the node builds on.
+import type { Digest } from '../../protocol/digest.js';
+import type { AuthDevice } from '../../tpm/auth-device.js';
+import type { TcgEvent } from '../../tpm/eventlog/event.js';
+import type { DomainId, DomainState } from './domain-id.js';
+import type { DmaResult, PagePermission } from './iommu.js';
+import type { MmioAccess } from './mmio.js';
+import type { MmioBar, PciDeviceClass } from './pci.js';
+import type { VmChannelEndpoint, VmChannelMessage } from './vm-channel.js';
+
+/** A domain's own memory, by guest-physical address. */
+export interface MemoryCapability {
+  readonly size: number;
+  read(gpa: number, length: number): Uint8Array;
+  write(gpa: number, bytes: Uint8Array): void;
+}
+
+/** The domain's own second-level I/O page table: IOVA pages onto its own guest pages only. */
+export interface IoPageTableCapability {
+  map(iovaPfn: number, gfn: number, perm: PagePermission): void;
+  unmap(iovaPfn: number): void;
+}
+
+/** A DMA a domain programs one of its devices to perform (the device's requester id). */
+export interface DeviceDmaRequest {
+  readonly address: number;
+  readonly kind: 'read' | 'write';
+  readonly length?: number;
+  readonly data?: Uint8Array;
+  readonly at?: 'untranslated' | 'translation-request';
+}
+
+/** What every domain holds. */
+export interface DomainCapability {
+  readonly domainId: DomainId;
+  readonly memory: MemoryCapability;
+  readonly iommu: IoPageTableCapability;
+  /** One MMIO access at a host physical address; MMIO_DENIED (recorded) without the device's grant. */
+  mmio(access: MmioAccess): number;
+  /** Programs device `bdf` (which this domain must own) to perform a DMA. */
+  dma(bdf: string, request: DeviceDmaRequest): DmaResult;
+}
+
+export interface DeviceInfo {
+  readonly bdf: string;
+  readonly name: string;
+  readonly class: PciDeviceClass;
+  readonly group: string;
+  readonly bars: readonly MmioBar[];
+  /** Owning domain, or DOMID_IO when quarantined. */
+  readonly owner: DomainId;
+}
+
+export interface VmBuildRequest {
+  /** The manager's VM id (a DNS label); fixed for the VM's life and carried into its report. */
+  readonly name: string;
+  /** The kernel image bytes; the hypervisor copies them and hashes the copy. */
+  readonly image: Uint8Array;
+  /** Memory of the VM; at least the image rounded up to pages (default: that plus 1 MiB). */
+  readonly memoryBytes?: number;
+  /** Opaque to the hypervisor; handed to the VM runner (untrusted: comes from dom0). */
+  readonly guest?: unknown;
+}
+
+export interface VmInfo {
+  readonly vmId: DomainId;
+  readonly name: string;
+  readonly state: DomainState;
+  /** SHA-256 of the image as copied into VM memory. */
+  readonly kernelDigest: Digest;
+  readonly imageBytes: number;
+  readonly memoryBytes: number;
+  readonly hostKeyReported: boolean;
+  /** The guest's `ready` message, once it arrived. */
+  readonly sshPort: number | null;
+}
+
+export interface MiniDomainLaunch {
+  readonly domainId: DomainId;
+  readonly digest: Digest;
+  /** 1 for the first launch since boot, 2 after one restart, … (also in the PCR 12 event). */
+  readonly launch: number;
+}
+
+export interface MiniDomainStatus {
+  readonly state: DomainState | 'absent';
+  readonly domainId: DomainId | null;
+  readonly launches: number;
+}
+
+/** dom0, the hardware domain: untrusted. Builds and runs VMs, hands over the mini-domain image. */
+export interface Dom0Capability extends DomainCapability {
+  /** Every PCI device with its owner (what lspci and xl pci-assignable-list show). */
+  devices(): readonly DeviceInfo[];
+  /** Passes a device (its whole IOMMU group) from dom0 or quarantine to a VM. */
+  assignDevice(bdf: string, vmId: DomainId): void;
+  /** Returns a device (its whole IOMMU group) to quarantine. */
+  deassignDevice(bdf: string): void;
+  /** The launch gate (claims 4, 8, 10). Resolves once the mini-domain runs; LAUNCH_DIGEST_MISMATCH if the image is not the one frozen at boot. */
+  launchMiniDomain(image: Uint8Array): Promise<MiniDomainLaunch>;
+  stopMiniDomain(): Promise<void>;
+  miniDomain(): MiniDomainStatus;
+  buildVm(request: VmBuildRequest): Promise<VmInfo>;
+  startVm(vmId: DomainId): Promise<VmInfo>;
+  destroyVm(vmId: DomainId): Promise<void>;
+  vm(vmId: DomainId): VmInfo;
+  vms(): readonly VmInfo[];
+}
+
+/** What the hypervisor tells the mini-domain about a VM (DESIGN.md §4.2 step 5). */
+export interface VmReport {
+  readonly vmId: DomainId;
+  readonly name: string;
+  readonly kernelDigest: Digest;
+  /** The OpenSSH public key line the VM sent on its channel (first `host-key` message). */
+  readonly sshHostKey: string;
+  readonly reportedAt: string;
+}
+
+/** The mini-domain (attestation agent): the only holder of the device handle. */
+export interface MiniDomainCapability extends DomainCapability {
+  readonly nodeId: string;
+  /** The auth device through the MMIO grant and this domain's I/O page table. */
+  readonly device: AuthDevice;
+  readonly launch: MiniDomainLaunch;
+  /** A copy of the hypervisor's measured-boot event log (for evidence). */
+  eventLog(): TcgEvent[];
+  vmReports(): readonly VmReport[];
+  /** The report of `vmId` once its host key arrives; NOT_FOUND for unknown VMs, TIMEOUT after `timeoutMs`. */
+  waitForVmReport(vmId: DomainId, timeoutMs: number): Promise<VmReport>;
+  /** Sends the CA's OpenSSH host certificate to the VM over its channel. */
+  sendHostCertificate(vmId: DomainId, certificate: string): void;
+}
+
+/** A VM: its private channel to the hypervisor (dom0 never holds it), plus its own memory and devices. */
+export interface VmCapability extends DomainCapability {
+  readonly vmId: DomainId;
+  readonly channel: VmChannelEndpoint;
+}
+
+/** A started domain's execution, as its runner reports it. */
+export interface DomainExecution {
+  stop(): Promise<void>;
+  /** Settles when the domain's code ended on its own (a crash, for the mini-domain). */
+  readonly exited?: Promise<unknown>;
+}
+
+export interface MiniDomainBoot {
+  readonly capability: MiniDomainCapability;
+  /** The measured bytes, read back from the mini-domain's memory. */
+  readonly image: Uint8Array;
+}
+
+/** Runs the mini-domain's code once the launch gate passed. */
+export type MiniDomainEntry = (boot: MiniDomainBoot) => DomainExecution | Promise<DomainExecution>;
+
+export interface VmBoot {
+  readonly capability: VmCapability;
+  readonly name: string;
+  /** The measured bytes, read back from the VM's memory: exactly what must run. */
+  readonly image: Uint8Array;
+  readonly kernelDigest: Digest;
+  readonly guest: unknown;
+  /** Sends on the hypervisor's end of the VM channel (e.g. the `config` message). */
+  sendToGuest(message: VmChannelMessage): void;
+}
+
+/** A VM backend (process, qemu): runs a VM the hypervisor built. */
+export type VmRunner = (boot: VmBoot) => Promise<DomainExecution>;

@@ -1,0 +1,81 @@
+// Builds the capability objects domains receive. Each is a frozen object of closures
+// over the hypervisor with the holder's domain id fixed, so a domain can only ever act as
+// itself; no property leads back to the hypervisor, the device, or another domain.
+import type { AuthDevice } from '../../tpm/auth-device.js';
+import type { Dom0Capability, DomainCapability, MiniDomainCapability, MiniDomainLaunch, VmCapability } from './capabilities.js';
+import type { DomainId } from './domain-id.js';
+import type { Hypervisor } from './hypervisor.js';
+import type { VmChannelEndpoint } from './vm-channel.js';
+
+function domainCapability(hv: Hypervisor, id: DomainId): DomainCapability {
+  return {
+    domainId: id,
+    memory: Object.freeze({
+      get size() {
+        return hv.memorySize(id);
+      },
+      read: (gpa: number, length: number) => hv.readMemory(id, gpa, length),
+      write: (gpa: number, bytes: Uint8Array) => hv.writeMemory(id, gpa, bytes),
+    }),
+    iommu: Object.freeze({
+      map: (iovaPfn: number, gfn: number, perm: { r: boolean; w: boolean }) => hv.map(id, iovaPfn, gfn, perm),
+      unmap: (iovaPfn: number) => hv.unmap(id, iovaPfn),
+    }),
+    mmio: (access) => hv.mmio(id, access),
+    dma: (bdf, request) => hv.dma(id, bdf, request),
+  };
+}
+
+export function makeDom0Capability(hv: Hypervisor, id: DomainId): Dom0Capability {
+  return Object.freeze({
+    ...domainCapability(hv, id),
+    devices: () => hv.devices(),
+    assignDevice: (bdf: string, vmId: DomainId) => hv.assignDevice(id, bdf, vmId),
+    deassignDevice: (bdf: string) => hv.deassignDevice(id, bdf),
+    // async: a refusal before the gate's first step is a rejection, like every later one.
+    launchMiniDomain: async (image: Uint8Array) => {
+      hv.live(id);
+      return hv.launchMiniDomain(image);
+    },
+    stopMiniDomain: () => hv.stopMiniDomain(),
+    miniDomain: () => hv.miniDomainStatus(),
+    buildVm: async (request) => {
+      hv.live(id);
+      return hv.buildVm(request);
+    },
+    startVm: (vmId: DomainId) => hv.startVm(vmId),
+    destroyVm: (vmId: DomainId) => hv.destroyVm(vmId),
+    vm: (vmId: DomainId) => hv.vmInfo(vmId),
+    vms: () => hv.vmInfos(),
+  } satisfies Dom0Capability);
+}
+
+export function makeMiniDomainCapability(hv: Hypervisor, id: DomainId, device: AuthDevice, launch: MiniDomainLaunch): MiniDomainCapability {
+  return Object.freeze({
+    ...domainCapability(hv, id),
+    nodeId: hv.nodeId,
+    device,
+    launch,
+    eventLog: () => {
+      hv.live(id);
+      return hv.measured.events();
+    },
+    vmReports: () => {
+      hv.live(id);
+      return hv.reports.list();
+    },
+    waitForVmReport: async (vmId: DomainId, timeoutMs: number) => {
+      hv.live(id);
+      hv.vmInfo(vmId);
+      return hv.reports.wait(vmId, timeoutMs);
+    },
+    sendHostCertificate: (vmId: DomainId, certificate: string) => {
+      hv.live(id);
+      hv.sendHostCertificate(vmId, certificate);
+    },
+  } satisfies MiniDomainCapability);
+}
+
+export function makeVmCapability(hv: Hypervisor, id: DomainId, channel: VmChannelEndpoint): VmCapability {
+  return Object.freeze({ ...domainCapability(hv, id), vmId: id, channel } satisfies VmCapability);
+}

@@ -1,0 +1,67 @@
+// The reports the hypervisor hands the mini-domain (DESIGN.md §4.2 step 5): per VM its
+// kernel digest (hashed by the hypervisor from the copy in VM memory) and the first SSH
+// host key the VM sent on its private channel. Waiters are bounded in time and number.
+import { TrustlaunchError } from '../../protocol/errors.js';
+import type { VmReport } from './capabilities.js';
+import type { DomainId } from './domain-id.js';
+
+export const MAX_WAIT_MS = 10 * 60 * 1000;
+const MAX_WAITERS_PER_VM = 16;
+
+interface Waiter {
+  resolve(report: VmReport): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class VmReportInbox {
+  readonly #reports = new Map<DomainId, VmReport>();
+  readonly #waiters = new Map<DomainId, Set<Waiter>>();
+
+  get(vmId: DomainId): VmReport | undefined {
+    return this.#reports.get(vmId);
+  }
+
+  list(): readonly VmReport[] {
+    return [...this.#reports.values()];
+  }
+
+  put(report: VmReport): void {
+    this.#reports.set(report.vmId, Object.freeze({ ...report }));
+    for (const w of this.#take(report.vmId)) w.resolve(report);
+  }
+
+  /** Forgets a destroyed VM; its waiters fail with NOT_FOUND. */
+  drop(vmId: DomainId): void {
+    this.#reports.delete(vmId);
+    for (const w of this.#take(vmId)) w.reject(new TrustlaunchError('NOT_FOUND', `VM ${vmId} was destroyed before it reported a host key`));
+  }
+
+  wait(vmId: DomainId, timeoutMs: number): Promise<VmReport> {
+    const known = this.#reports.get(vmId);
+    if (known !== undefined) return Promise.resolve(known);
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_WAIT_MS) return Promise.reject(new RangeError(`timeoutMs must be within 0..${MAX_WAIT_MS}`));
+    const set = this.#waiters.get(vmId) ?? new Set<Waiter>();
+    if (set.size >= MAX_WAITERS_PER_VM) return Promise.reject(new TrustlaunchError('CAPACITY_EXCEEDED', `too many waiters for VM ${vmId}`));
+    this.#waiters.set(vmId, set);
+    return new Promise<VmReport>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          set.delete(w);
+          reject(new TrustlaunchError('TIMEOUT', `VM ${vmId} reported no host key within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      set.add(w);
+    });
+  }
+
+  #take(vmId: DomainId): Waiter[] {
+    const set = this.#waiters.get(vmId);
+    this.#waiters.delete(vmId);
+    const all = [...(set ?? [])];
+    for (const w of all) clearTimeout(w.timer);
+    return all;
+  }
+}

@@ -7,7 +7,8 @@
 //                        TPM2B_ID_OBJECT ‖ TPM2B_ENCRYPTED_SECRET (big-endian)
 //   -u of tpm2_makecredential / tpm2_loadexternal: TPM2B_PUBLIC
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TpmReader } from '../../src/tpm/marshal/reader.js';
 import { TpmWriter } from '../../src/tpm/marshal/writer.js';
@@ -148,4 +149,51 @@ export function writeQuoteFiles(dir: string, q: { akPublic: Uint8Array; attest: 
 /** tpm2_checkquote on the files: true when it accepts. */
 export function checkQuote(files: QuoteFiles, nonceHex: string): ToolResult {
   return tpm2('tpm2_checkquote', ['-u', files.akPem, '-m', files.message, '-s', files.signature, '-f', files.pcrs, '-g', 'sha256', '-q', nonceHex]);
+}
+
+export interface Swtpm {
+  readonly dir: string;
+  /** Environment for tpm2-tools: TPM2TOOLS_TCTI=swtpm:path=… */
+  readonly env: Record<string, string>;
+  /** tpm2ok() against this TPM. */
+  run(tool: string, args: readonly string[]): string;
+  /** tpm2_flushcontext of transient objects, loaded and saved sessions (swtpm has 3 object slots). */
+  flush(): void;
+  stop(): void;
+}
+
+/** A fresh swtpm (TPM 2.0, unix socket, startup-clear) in its own temporary directory. */
+export async function startSwtpm(): Promise<Swtpm> {
+  requireCommand('swtpm');
+  const dir = mkdtempSync(join(tmpdir(), 'tl-swtpm-'));
+  const sock = join(dir, 'sock');
+  const r = spawnSync(
+    'swtpm',
+    ['socket', '--tpm2', '--server', `type=unixio,path=${sock}`, '--ctrl', `type=unixio,path=${sock}.ctrl`, '--tpmstate', `dir=${dir}`, '--flags', 'not-need-init,startup-clear', '--daemon', '--pid', `file=${join(dir, 'pid')}`],
+    { encoding: 'utf8', timeout: 10_000 },
+  );
+  if (r.status !== 0) throw new Error(`swtpm did not start: ${r.stderr}`);
+  const env = { TPM2TOOLS_TCTI: `swtpm:path=${sock}` };
+  const stop = (): void => {
+    try {
+      process.kill(Number(readFileSync(join(dir, 'pid'), 'utf8').trim()));
+    } catch {
+      // already gone
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // The first command after start may answer TPM_RC_RETRY; try a few times (bounded).
+  for (let i = 0; ; i++) {
+    if (tpm2('tpm2_getcap', ['properties-fixed'], env).status === 0) break;
+    if (i >= 20) {
+      stop();
+      throw new Error('swtpm did not answer');
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const run = (tool: string, args: readonly string[]): string => tpm2ok(tool, args, env);
+  const flush = (): void => {
+    for (const t of ['-t', '-l', '-s']) run('tpm2_flushcontext', [t]);
+  };
+  return { dir, env, run, flush, stop };
 }

@@ -13,6 +13,9 @@ fi
 # shellcheck source=scripts/setup-system.sh
 source scripts/setup-system.sh
 
+# The QEMU guest image (kernel + initramfs from Debian packages); a no-op when up to date.
+scripts/build-guest.sh
+
 npm run --silent typecheck
 npm run --silent lint
 scripts/run-tests.sh "$@"

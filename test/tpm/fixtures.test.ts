@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { parseCertificate, verifyChainSync } from '../../src/crypto/x509.js';
 import { toBase64url } from '../../src/protocol/base64url.js';
 import { TPM_ALG, TPM_GENERATED_VALUE, TPM_RH, TPM_ST } from '../../src/tpm/constants.js';
 import { handleName, objectName, qualifiedName } from '../../src/tpm/crypto/name.js';
@@ -74,6 +75,16 @@ void describe('swtpm fixtures', () => {
     for (const ak of ['ak-ecc', 'ak-rsa']) {
       const ours = publicKeyOf(parseTpm2bPublic(file(`${ak}.pub`))).export({ type: 'spki', format: 'pem' }).toString();
       assert.equal(ours, file(`${ak}.pem`).toString(), ak);
+    }
+  });
+
+  void it('the swtpm_setup EK certificates certify the EK public areas and chain to the local CA', () => {
+    const roots = [parseCertificate(file('localca-root.pem'))];
+    const intermediates = [parseCertificate(file('localca-issuer.pem'))];
+    for (const key of ['ek-rsa2048', 'ek-ecc384']) {
+      const cert = parseCertificate(file(`${key}.crt.der`));
+      assert.ok(cert.publicKey.equals(publicKeyOf(parseTpm2bPublic(file(`${key}.pub`)))), key);
+      assert.equal(verifyChainSync(cert, { roots, intermediates }).length, 3, key);
     }
   });
 

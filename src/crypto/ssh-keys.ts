@@ -45,6 +45,25 @@ export class SshReader {
     return value;
   }
 
+  uint32(): number {
+    if (this.offset + 4 > this.bytes.length) throw malformed('SSH blob truncated (uint32)');
+    const value = this.bytes.readUInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+
+  uint64(): bigint {
+    if (this.offset + 8 > this.bytes.length) throw malformed('SSH blob truncated (uint64)');
+    const value = this.bytes.readBigUInt64BE(this.offset);
+    this.offset += 8;
+    return value;
+  }
+
+  /** Bytes consumed so far: the end of the signed part of a certificate, for instance. */
+  get position(): number {
+    return this.offset;
+  }
+
   end(): void {
     if (this.offset !== this.bytes.length) throw malformed(`SSH blob has ${this.bytes.length - this.offset} trailing bytes`);
   }

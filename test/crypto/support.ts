@@ -11,9 +11,10 @@ export interface ToolResult {
 }
 
 /** Runs a command to completion (bounded by a timeout) and returns its status and output. */
-export function run(cmd: string, args: readonly string[], opts: { input?: string | Buffer; cwd?: string } = {}): ToolResult {
+export function run(cmd: string, args: readonly string[], opts: { input?: string | Buffer; cwd?: string; env?: Record<string, string> } = {}): ToolResult {
   requireCommand(cmd);
-  const r = spawnSync(cmd, args, { input: opts.input, cwd: opts.cwd, encoding: 'utf8', timeout: 30_000 });
+  const env = opts.env === undefined ? process.env : { ...process.env, ...opts.env };
+  const r = spawnSync(cmd, args, { input: opts.input, cwd: opts.cwd, env, encoding: 'utf8', timeout: 30_000 });
   if (r.error !== undefined) throw r.error;
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

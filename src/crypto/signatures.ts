@@ -29,14 +29,14 @@ function checkKey(alg: SignatureAlgorithm, key: KeyObject): void {
 }
 
 /** Signs `data`; ECDSA signatures come out as P1363 `r ‖ s` (JWS form) unless `der` is asked for. */
-export function sign(alg: SignatureAlgorithm, privateKey: KeyObject, data: Uint8Array, encoding: 'p1363' | 'der' = 'p1363'): Buffer {
+export function signMessage(alg: SignatureAlgorithm, privateKey: KeyObject, data: Uint8Array, encoding: 'p1363' | 'der' = 'p1363'): Buffer {
   checkKey(alg, privateKey);
   if (alg === 'EdDSA') return nodeSign(null, data, privateKey);
   return nodeSign(CURVE_OF[alg].hash, data, { key: privateKey, dsaEncoding: encoding === 'der' ? 'der' : 'ieee-p1363' });
 }
 
 /** Verifies a signature; false (never an exception) for any malformed or wrong signature. */
-export function verify(alg: SignatureAlgorithm, publicKey: KeyObject, data: Uint8Array, signature: Uint8Array, encoding: 'p1363' | 'der' = 'p1363'): boolean {
+export function verifyMessage(alg: SignatureAlgorithm, publicKey: KeyObject, data: Uint8Array, signature: Uint8Array, encoding: 'p1363' | 'der' = 'p1363'): boolean {
   checkKey(alg, publicKey);
   try {
     if (alg === 'EdDSA') return signature.length === 64 && nodeVerify(null, data, publicKey, signature);

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { exportPrivateKeyPem, exportPublicKeyPem, generateKeyPair } from '../../src/crypto/keys.js';
-import { algorithmForKey, derToP1363, p1363ToDer, sign, verify, type SignatureAlgorithm } from '../../src/crypto/signatures.js';
+import { algorithmForKey, derToP1363, p1363ToDer, signMessage, verifyMessage, type SignatureAlgorithm } from '../../src/crypto/signatures.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { tempDir } from '../support/system.js';
 import { run } from './support.js';
@@ -26,26 +26,26 @@ describe('signatures', () => {
       const other = pairs[alg]();
       assert.equal(algorithmForKey(publicKey), alg);
       const data = randomBytes(100);
-      const sig = sign(alg, privateKey, data);
-      assert.equal(verify(alg, publicKey, data, sig), true);
-      assert.equal(verify(alg, other.publicKey, data, sig), false);
-      assert.equal(verify(alg, publicKey, Buffer.concat([data, Buffer.from([0])]), sig), false);
+      const sig = signMessage(alg, privateKey, data);
+      assert.equal(verifyMessage(alg, publicKey, data, sig), true);
+      assert.equal(verifyMessage(alg, other.publicKey, data, sig), false);
+      assert.equal(verifyMessage(alg, publicKey, Buffer.concat([data, Buffer.from([0])]), sig), false);
       for (const junk of [Buffer.alloc(0), randomBytes(sig.length), randomBytes(3), Buffer.concat([sig, Buffer.from([0])])]) {
-        assert.equal(verify(alg, publicKey, data, junk), false);
+        assert.equal(verifyMessage(alg, publicKey, data, junk), false);
       }
       if (alg !== 'EdDSA') {
-        const der = sign(alg, privateKey, data, 'der');
-        assert.equal(verify(alg, publicKey, data, der, 'der'), true);
-        assert.equal(verify(alg, publicKey, data, derToP1363(der, alg === 'ES256' ? 32 : 48)), true);
+        const der = signMessage(alg, privateKey, data, 'der');
+        assert.equal(verifyMessage(alg, publicKey, data, der, 'der'), true);
+        assert.equal(verifyMessage(alg, publicKey, data, derToP1363(der, alg === 'ES256' ? 32 : 48)), true);
       }
-      assert.throws(() => sign(alg === 'EdDSA' ? 'ES256' : 'EdDSA', privateKey, data), TypeError);
+      assert.throws(() => signMessage(alg === 'EdDSA' ? 'ES256' : 'EdDSA', privateKey, data), TypeError);
     }
   });
 
   it('converts between DER and P1363 both ways', () => {
     const { privateKey } = generateKeyPair('ecdsa-p256');
     for (let i = 0; i < 200; i++) {
-      const der = sign('ES256', privateKey, randomBytes(8), 'der');
+      const der = signMessage('ES256', privateKey, randomBytes(8), 'der');
       const raw = derToP1363(der, 32);
       assert.equal(raw.length, 64);
       assert.ok(p1363ToDer(raw).equals(der));
@@ -86,7 +86,7 @@ describe('signatures', () => {
     writeFileSync(data, payload);
 
     // ours (JWS form) → DER → openssl verifies
-    writeFileSync(sigFile, p1363ToDer(sign('ES256', privateKey, payload)));
+    writeFileSync(sigFile, p1363ToDer(signMessage('ES256', privateKey, payload)));
     const ok = run('openssl', ['dgst', '-sha256', '-verify', pub, '-signature', sigFile, data]);
     assert.equal(ok.stdout.trim(), 'Verified OK');
     // a changed payload is refused by openssl too
@@ -96,6 +96,6 @@ describe('signatures', () => {
 
     // openssl signs (DER) → P1363 → we verify
     assert.equal(run('openssl', ['dgst', '-sha256', '-sign', priv, '-out', sigFile, data]).status, 0);
-    assert.equal(verify('ES256', publicKey, payload, derToP1363(readFileSync(sigFile), 32)), true);
+    assert.equal(verifyMessage('ES256', publicKey, payload, derToP1363(readFileSync(sigFile), 32)), true);
   });
 });

@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs';
 import { Kysely, sql } from 'kysely';
 import { TrustlaunchError } from '../protocol/errors.js';
 import type { Dialect } from './dialect.js';
-import { assertMigrated, migrateToLatest, type Migrations } from './migrate.js';
+import { assertMigrated, checkArguments, migrateToLatest, type Migrations } from './migrate.js';
 import { InProcessNotifier, type Notifier } from './notifier.js';
 import { PostgresNotifier } from './pg-notifier.js';
 import { clientConfig, openPostgres } from './postgres.js';
@@ -50,6 +50,7 @@ function warn(error: Error): void {
  * when the schema cannot be brought up to date; the URL's password never appears in either.
  */
 export async function openDatabase<DB>(url: string, opts: OpenOptions): Promise<DatabaseHandle<DB>> {
+  checkArguments(opts.migrations, opts.namespace);
   const target = parseDatabaseUrl(url);
   const readonly = opts.readonly ?? false;
   const onError = opts.onError ?? warn;

@@ -20,7 +20,8 @@ const NAMESPACE = /^[a-z][a-z0-9_]{0,30}$/;
 /** Four digits, an underscore, a name: sorting the names (which is what Kysely does) orders them. */
 const MIGRATION_NAME = /^\d{4}_[a-z0-9_]{1,100}$/;
 
-function checkArguments(migrations: Migrations, namespace: string): void {
+/** Throws TypeError for a namespace or migration name outside the conventions. */
+export function checkArguments(migrations: Migrations, namespace: string): void {
   if (!NAMESPACE.test(namespace)) {
     throw new TypeError(`migration namespace "${namespace}" must match ${String(NAMESPACE)}`);
   }

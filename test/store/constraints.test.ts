@@ -2,7 +2,7 @@
 // unique violations, and tables the database itself keeps append-only.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Insertable, type Kysely } from 'kysely';
 import {
   COLUMN,
   appendOnly,
@@ -15,7 +15,7 @@ import {
 import { forEachDatabase } from '../support/databases.js';
 import { testMigrations, type TestSchema } from './fixtures/schema.js';
 
-const item = (id: string, owner: string): TestSchema['items'] => ({ id, owner, created_at: 1, flag: 0, data: '{}', blob: '' });
+const item = (id: string, owner: string): Insertable<TestSchema['items']> => ({ id, owner, created_at: 1, flag: 0, data: '{}', blob: '' });
 const decision = { id: 'd1', verdict: 'affirming', decided_at: 1_700_000_000_000 };
 
 /** Asserts `promise` fails with an append-only violation (and not as a unique one). */

@@ -106,7 +106,7 @@ forEachDatabase('store migrations', (open) => {
     const ran: string[] = [];
     const migrations: Migrations = { '0001_a': creates('a', ran) };
     await open(migrations, 'ns');
-    const ro = await open(migrations, 'ns', { readonly: true });
+    const ro = await open<{ a: { id: string } }>(migrations, 'ns', { readonly: true });
     assert.deepEqual(await ro.db.selectFrom('a').selectAll().execute(), []);
     await assert.rejects(ro.db.insertInto('a').values({ id: 'x' }).execute(), /read-?only/i);
     await assert.rejects(open({ ...migrations, '0002_b': creates('b', ran) }, 'ns', { readonly: true }), (e: unknown) => {

@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import type { Insertable } from 'kysely';
 import { openDatabase, transaction } from '../../src/store/index.js';
 import { tempDir } from '../support/system.js';
 import { forEachDatabase } from '../support/databases.js';
 import { testMigrations, type TestSchema } from './fixtures/schema.js';
 
-const item = (id: string): TestSchema['items'] => ({ id, owner: id, created_at: 1, flag: 0, data: '{}', blob: '' });
+const item = (id: string): Insertable<TestSchema['items']> => ({ id, owner: id, created_at: 1, flag: 0, data: '{}', blob: '' });
 
 forEachDatabase('store transactions', (open) => {
   void it('commits what the function wrote and returns its value', async () => {

@@ -14,6 +14,14 @@ export interface PcrBankLike {
   reset(): void;
 }
 
+/** PCRs 17–22: the DRTM PCRs of the PC Client Platform TPM Profile, all ones after TPM2_Startup until a DRTM event resets them. */
+export const DRTM_PCRS: readonly number[] = [17, 18, 19, 20, 21, 22];
+
+/** A register's value after TPM2_Startup(CLEAR): zero, or all ones for the DRTM PCRs (as swtpm and hardware TPMs report). */
+export function pcrInitialValue(index: number): Buffer {
+  return Buffer.alloc(PCR_DIGEST_SIZE, DRTM_PCRS.includes(index) ? 0xff : 0);
+}
+
 function checkIndex(index: number): void {
   if (!Number.isInteger(index) || index < 0 || index >= PCR_COUNT) throw new RangeError(`PCR index ${index} outside 0..${PCR_COUNT - 1}`);
 }
@@ -27,8 +35,8 @@ export class PcrBank implements PcrBankLike {
   readonly #regs: Buffer[];
   readonly #initial: (index: number) => Buffer;
 
-  /** `initial` gives a register's value after reset (zero, or the locality byte for PCR 0 per a StartupLocality event). */
-  constructor(initial: (index: number) => Buffer = () => Buffer.alloc(PCR_DIGEST_SIZE)) {
+  /** `initial` gives a register's value after reset (default pcrInitialValue; e.g. the locality byte in PCR 0 after a StartupLocality event). */
+  constructor(initial: (index: number) => Buffer = pcrInitialValue) {
     this.#initial = initial;
     this.#regs = Array.from({ length: PCR_COUNT }, (_, i) => initial(i));
   }

@@ -1,10 +1,11 @@
-// Replaying a log (PC Client PFP §10.2): start every SHA-256 PCR at zero (PCR 0 at the
-// locality of a StartupLocality EV_NO_ACTION event, §10.4.5.3), extend each event's
+// Replaying a log (PC Client PFP §10.2): start every SHA-256 PCR at its value after
+// TPM2_Startup (zero; all ones for the DRTM PCRs 17–22; PCR 0 at the locality of a
+// StartupLocality EV_NO_ACTION event, §10.4.5.3), extend each event's
 // SHA-256 digest in order, never extend EV_NO_ACTION. The result is what the TPM's PCRs
 // must hold if the log is honest.
 import { TrustlaunchError } from '../../protocol/errors.js';
 import { PCR_COUNT } from '../../protocol/pcrs.js';
-import { extendValue, PCR_DIGEST_SIZE } from '../pcr-bank.js';
+import { extendValue, pcrInitialValue, PCR_DIGEST_SIZE } from '../pcr-bank.js';
 import { EV } from './event-types.js';
 import { sha256Of, type TcgEvent } from './event.js';
 
@@ -18,7 +19,7 @@ function startupLocality(e: TcgEvent): number | undefined {
 
 /** PCR values (SHA-256 bank, all PCR_COUNT registers) after the events; EVENT_LOG_MALFORMED for an unreplayable log. */
 export function replay(events: readonly TcgEvent[]): Buffer[] {
-  const pcrs: Buffer[] = Array.from({ length: PCR_COUNT }, () => Buffer.alloc(PCR_DIGEST_SIZE));
+  const pcrs: Buffer[] = Array.from({ length: PCR_COUNT }, (_, i) => pcrInitialValue(i));
   const extended = new Set<number>();
   events.forEach((e, n) => {
     const locality = startupLocality(e);

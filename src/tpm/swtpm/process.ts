@@ -11,7 +11,7 @@
 // this process dies however it dies; `stop()` asks for an orderly CMD_SHUTDOWN (state saved)
 // and escalates to SIGTERM, then SIGKILL, each after a bounded wait.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -124,6 +124,7 @@ export class SwtpmProcess {
   static async #startOnce(options: SwtpmProcessOptions, deadline: number): Promise<SwtpmProcess> {
     const stateDir = options.stateDir;
     const pidFile = join(stateDir, 'swtpm.pid');
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
     await rm(pidFile, { force: true });
     let data: SocketEndpoint;
     let ctrl: SocketEndpoint;

@@ -1,5 +1,5 @@
 // OpenSSH host certificates (OpenSSH PROTOCOL.certkeys) signed by the CA's Ed25519 SSH
-// CA key; never ssh-rsa. sshpk issues them. Parsing and verification are our own and
+// CA key; never ssh-rsa. sshpk assembles them, node:crypto signs. Parsing and verification are our own and
 // strict, over the exact bytes that were signed: sshpk re-serialises before checking a
 // signature and ignores trailing bytes, which a verifier must not do.
 //
@@ -12,11 +12,11 @@
 //   critical-option   a critical option (none is defined for host certificates)
 //   principal         no principals, or the expected host name is not among them
 //   key-mismatch      the certified key is not the host key presented
-import { randomBytes, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import sshpk from 'sshpk';
 import { TrustlaunchError, isTrustlaunchError } from '../protocol/errors.js';
 import { sshFingerprint, type SshFingerprint } from './fingerprints.js';
-import { exportPrivateKeyPem, spkiDer } from './keys.js';
+import { spkiDer } from './keys.js';
 import { SshReader, formatSshPublicKey, parseSshPublicKey, parseSshPublicKeyBlob, sshString, type SshKeyType } from './ssh-keys.js';
 
 export type HostCertificateFailure =
@@ -94,11 +94,19 @@ function serialBytes(serial: bigint | undefined): Buffer {
   return out;
 }
 
-/** Issues an OpenSSH host certificate line (`…-cert-v01@openssh.com base64 [comment]`). */
+/** sshpk's openssh certificate format, as it is at run time (its bundled types mis-describe signAsync's use here). */
+interface OpenSshCertFormat {
+  signAsync(cert: sshpk.Certificate, signer: (blob: Buffer, done: (err: Error | undefined, signature: sshpk.Signature) => void) => void, done: (err?: Error) => void): void;
+}
+
+/**
+ * Issues an OpenSSH host certificate line (`…-cert-v01@openssh.com base64 [comment]`).
+ * sshpk assembles the certificate; node:crypto makes the Ed25519 signature (sshpk's own
+ * pure-JS Ed25519 took ~20 ms per certificate, this ~0.1 ms).
+ */
 export function issueHostCertificate(opts: IssueHostCertificateOptions): string {
-  if (opts.caPrivateKey.type !== 'private' || opts.caPrivateKey.asymmetricKeyType !== 'ed25519') {
-    throw new TypeError('the SSH CA key must be an Ed25519 private key');
-  }
+  const caKey = opts.caPrivateKey;
+  if (caKey.type !== 'private' || caKey.asymmetricKeyType !== 'ed25519') throw new TypeError('the SSH CA key must be an Ed25519 private key');
   if (opts.principals.length === 0 || opts.principals.length > MAX_PRINCIPALS) throw new TypeError(`a host certificate names 1..${MAX_PRINCIPALS} principals`);
   if (opts.keyId.length === 0 || opts.keyId.length > 256 || /[\r\n]/.test(opts.keyId)) throw new TypeError('keyId must be 1..256 characters on one line');
   if (opts.validBefore.getTime() <= opts.validAfter.getTime()) throw new TypeError('validBefore must be later than validAfter');
@@ -107,15 +115,27 @@ export function issueHostCertificate(opts: IssueHostCertificateOptions): string 
     if (!/^[A-Za-z0-9.-]{1,253}$/.test(p)) throw new TypeError(`not a host name principal: ${JSON.stringify(p)}`);
     return sshpk.identityForHost(p);
   });
-  const caKey = sshpk.parsePrivateKey(exportPrivateKeyPem(opts.caPrivateKey), 'pkcs8');
-  const cert = sshpk.createCertificate(subjects, sshpk.parseKey(formatSshPublicKey(host.key), 'ssh'), sshpk.identityForUser('trustlaunch-ca'), caKey, {
+  const cert = new sshpk.Certificate({
+    subjects,
+    subjectKey: sshpk.parseKey(formatSshPublicKey(host.key), 'ssh'),
+    issuer: sshpk.identityForUser('trustlaunch-ca'), // OpenSSH certificates carry only the CA key, not a name
+    issuerKey: sshpk.parseKey(formatSshPublicKey(createPublicKey(caKey)), 'ssh'),
+    // the nonce (16 random bytes) is added by sshpk when it serialises
+    signatures: { openssh: { keyId: opts.keyId, exts: [] } } as unknown as sshpk.CertificateOptions['signatures'],
+    serial: serialBytes(opts.serial),
     validFrom: new Date(Math.floor(opts.validAfter.getTime() / 1000) * 1000),
     validUntil: new Date(Math.floor(opts.validBefore.getTime() / 1000) * 1000),
-    serial: serialBytes(opts.serial),
+    purposes: [],
   });
-  // sshpk names the key id "host_<first principal>"; set ours and sign again.
-  (cert.signatures as { openssh: { keyId: string } }).openssh.keyId = opts.keyId;
-  cert.signWith(caKey);
+  let outcome: Error | 'signed' | undefined;
+  const format = sshpk.Certificate.formats.openssh as unknown as OpenSshCertFormat;
+  format.signAsync(
+    cert,
+    (blob, done) => done(undefined, sshpk.parseSignature(nodeSign(null, blob, caKey), 'ed25519', 'raw')),
+    (err) => (outcome = err ?? 'signed'),
+  );
+  // our signer answers synchronously, so sshpk has finished by now
+  if (outcome !== 'signed') throw outcome ?? new Error('sshpk did not sign synchronously');
   const line = cert.toString('openssh');
   return opts.comment === undefined ? line : `${line} ${opts.comment.replace(/[\r\n]/g, ' ')}`;
 }

@@ -60,7 +60,12 @@ describe('OpenSSH host certificates (ssh-keygen as the oracle)', () => {
     assert.match(out.stdout, /Principals: \n\s+vm-1\.trustlaunch\.test\n\s+vm-1\n/);
     assert.match(out.stdout, /Critical Options: \(none\)/);
 
-    const cert = verifyHostCertificate(line, { caPublicKey: formatSshPublicKey(ca.publicKey), hostKey: hostLine, principal: 'vm-1', now: NOW });
+    // sshpk, reading independently of our parser, agrees on the signer
+    const caLine = formatSshPublicKey(ca.publicKey);
+    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(caLine, 'ssh')), true);
+    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(formatSshPublicKey(generateKeyPair('ed25519').publicKey), 'ssh')), false);
+
+    const cert = verifyHostCertificate(line, { caPublicKey: caLine, hostKey: hostLine, principal: 'vm-1', now: NOW });
     assert.equal(cert.keyId, 'vm-1');
     assert.equal(cert.serial, 42n);
     assert.equal(cert.kind, 'host');

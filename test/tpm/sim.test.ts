@@ -18,7 +18,7 @@ import { extendValue, PcrBank } from '../../src/tpm/pcr-bank.js';
 import { TpmEngine } from '../../src/tpm/sim/engine.js';
 import { manufactureTpm } from '../../src/tpm/sim/manufacture.js';
 import { ekIssuer, ensureManufacturerCa, manufactureSoftwareTpm } from '../../src/tpm/sim/manufacturer-ca.js';
-import { MemoryStateStore } from '../../src/tpm/sim/store.js';
+import { FileStateStore, MemoryStateStore } from '../../src/tpm/sim/store.js';
 import { parseTpmsAttest } from '../../src/tpm/structures/attest.js';
 import { hasAttributes } from '../../src/tpm/structures/object-attributes.js';
 import { marshalTpmtPublic, parseTpmtPublic, type TpmtPublic } from '../../src/tpm/structures/public.js';
@@ -250,6 +250,18 @@ void describe('software TPM: NV indices', () => {
     await d.powerOff();
     await d.powerOn();
     await refusedWithoutChange(sim, 'NV_LOCKED', () => d.nvWrite(idx, Buffer.alloc(1)));
+  });
+
+  void it('refuses a state file others could read (FILE_INSECURE): it holds the EK and AK private keys', async () => {
+    const d = tempDir();
+    try {
+      const path = join(d.path, 'state.json');
+      writeFileSync(path, readFileSync(sim.statePath), { mode: 0o644 });
+      await assert.rejects(new FileStateStore(path).load(), (e) => isTrustlaunchError(e, 'FILE_INSECURE'));
+      assert.equal(await new FileStateStore(join(d.path, 'missing.json')).load(), undefined);
+    } finally {
+      d.dispose();
+    }
   });
 
   void it('refuses a damaged state file with TPM_PARSE_ERROR instead of starting half a TPM', async () => {

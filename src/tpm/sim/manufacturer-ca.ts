@@ -5,7 +5,8 @@
 //   manufacturer-ca.pem      the CA certificate (public, 0644)
 //   manufacturer-ca.key      its PKCS#8 private key (0600)
 //   tpm-state.json           one software TPM's state (0600, secret: holds the EK and AK keys)
-import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { readSecretFile, writeFileAtomic, writeSecretFile } from '../../crypto/files.js';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, exportPrivateKeyPem, importPrivateKeyPem } from '../../crypto/keys.js';
@@ -32,7 +33,7 @@ export async function ensureManufacturerCa(dir: string, commonName = 'trustlaunc
   const certPath = join(dir, MANUFACTURER_FILES.certificate);
   const keyPath = join(dir, MANUFACTURER_FILES.privateKey);
   if (existsSync(certPath) && existsSync(keyPath)) {
-    return { certificate: parseCertificate(readFileSync(certPath, 'utf8')), privateKey: importPrivateKeyPem(readFileSync(keyPath, 'utf8')) };
+    return { certificate: parseCertificate(readFileSync(certPath, 'utf8')), privateKey: importPrivateKeyPem((await readSecretFile(keyPath)).toString('utf8')) };
   }
   if (existsSync(certPath) || existsSync(keyPath)) {
     throw new TrustlaunchError('CONFLICT', `${dir} holds only half of a manufacturer CA (${MANUFACTURER_FILES.certificate} / ${MANUFACTURER_FILES.privateKey})`);
@@ -40,9 +41,8 @@ export async function ensureManufacturerCa(dir: string, commonName = 'trustlaunc
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const { privateKey } = generateKeyPair('ecdsa-p256');
   const certificate = await createSelfSignedCa({ commonName, privateKey });
-  await new FileStateStore(keyPath).store(Buffer.from(exportPrivateKeyPem(privateKey)));
-  await new FileStateStore(certPath).store(Buffer.from(certificate.pem));
-  chmodSync(certPath, 0o644);
+  await writeSecretFile(keyPath, exportPrivateKeyPem(privateKey));
+  await writeFileAtomic(certPath, certificate.pem, 0o644);
   return { certificate, privateKey };
 }
 

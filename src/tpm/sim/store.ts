@@ -1,8 +1,9 @@
 // Where a TPM engine's state lives. The engine only sees `load`/`store`; the `sim` device
 // keeps it in one file, the `pci-nvstore` device in its storage-only device.
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { readSecretFile, writeSecretFile } from '../../crypto/files.js';
+
+/** A software TPM state is a few KiB (keys, certificates, NV); anything near this is not one. */
+const STATE_MAX_BYTES = 1 << 20;
 
 export interface StateStore {
   /** The stored bytes, or undefined when nothing was ever stored. */
@@ -27,8 +28,9 @@ export class MemoryStateStore implements StateStore {
 }
 
 /**
- * One file, mode 0600, replaced atomically: write a temporary file beside it, fsync,
- * rename over the old one, fsync the directory. A crash leaves the old or the new state.
+ * One file, mode 0600, replaced atomically (writeSecretFile: temporary file beside it,
+ * fsync, rename, fsync of the directory), so a crash leaves the old or the new state. It is
+ * read only when no one else could read or change it (readSecretFile: FILE_INSECURE).
  */
 export class FileStateStore implements StateStore {
   readonly path: string;
@@ -36,35 +38,16 @@ export class FileStateStore implements StateStore {
     this.path = path;
   }
 
-  load(): Promise<Uint8Array | undefined> {
+  async load(): Promise<Uint8Array | undefined> {
     try {
-      return Promise.resolve(readFileSync(this.path));
+      return await readSecretFile(this.path, { maxBytes: STATE_MAX_BYTES });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return Promise.resolve(undefined);
-      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
     }
   }
 
   store(bytes: Uint8Array): Promise<void> {
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, bytes);
-      fsyncSync(fd);
-    } catch (e) {
-      closeSync(fd);
-      unlinkSync(tmp);
-      throw e;
-    }
-    closeSync(fd);
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.path);
-    const dir = openSync(dirname(this.path), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-    return Promise.resolve();
+    return writeSecretFile(this.path, bytes);
   }
 }

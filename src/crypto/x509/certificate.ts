@@ -123,27 +123,30 @@ export class Certificate {
     this.signatureAlgorithm = { oid, name: isSupportedSignatureOid(oid) ? SIGNATURE_ALGORITHMS[oid].name : undefined };
     this.signed = { tbs: split.tbs.bytes, algorithmOid: oid, signature: split.signature };
 
-    // Array.from: @peculiar/x509 returns Array subclasses; keep the snapshot plain.
-    this.extensions = Array.from(cert.extensions, (e) => ({ oid: e.type, critical: e.critical }));
+    // Read once: @peculiar/x509 decodes the extensions afresh on every access. Array.from keeps the snapshot a plain array.
+    const extensions = Array.from(cert.extensions);
+    const find = <T extends px.Extension>(type: abstract new (...args: never[]) => T): T | undefined =>
+      extensions.find((e): e is T => e instanceof type);
+    this.extensions = extensions.map((e) => ({ oid: e.type, critical: e.critical }));
     const seen = new Set<string>();
     for (const { oid: extOid } of this.extensions) {
       // RFC 5280 §4.2: "A certificate MUST NOT include more than one instance of a particular extension."
       if (seen.has(extOid)) throw new TrustlaunchError('MALFORMED_CERTIFICATE', `extension ${extOid} appears twice`);
       seen.add(extOid);
     }
-    const bc = cert.getExtension(px.BasicConstraintsExtension);
-    this.basicConstraints = bc === null ? undefined : { ca: bc.ca, pathLength: bc.pathLength };
-    const ku = cert.getExtension(px.KeyUsagesExtension);
-    this.keyUsage = ku === null ? undefined : KEY_USAGE_BITS.filter((_, bit) => (ku.usages & (1 << bit)) !== 0);
-    const eku = cert.getExtension(px.ExtendedKeyUsageExtension);
-    this.extendedKeyUsage = eku === null ? undefined : Array.from(eku.usages, String);
-    const san = cert.getExtension(px.SubjectAlternativeNameExtension);
-    const names = san === null ? [] : Array.from(san.names.toJSON());
+    const bc = find(px.BasicConstraintsExtension);
+    this.basicConstraints = bc === undefined ? undefined : { ca: bc.ca, pathLength: bc.pathLength };
+    const ku = find(px.KeyUsagesExtension);
+    this.keyUsage = ku === undefined ? undefined : KEY_USAGE_BITS.filter((_, bit) => (ku.usages & (1 << bit)) !== 0);
+    const eku = find(px.ExtendedKeyUsageExtension);
+    this.extendedKeyUsage = eku === undefined ? undefined : Array.from(eku.usages, String);
+    const san = find(px.SubjectAlternativeNameExtension);
+    const names = san === undefined ? [] : Array.from(san.names.toJSON());
     this.dnsNames = names.filter((n) => n.type === 'dns').map((n) => n.value);
     this.ipAddresses = names.filter((n) => n.type === 'ip').map((n) => n.value);
-    this.tpm = san === null ? undefined : decodeTpmSan(Buffer.from(san.value));
-    this.subjectKeyId = cert.getExtension(px.SubjectKeyIdentifierExtension)?.keyId.toLowerCase();
-    this.authorityKeyId = cert.getExtension(px.AuthorityKeyIdentifierExtension)?.keyId?.toLowerCase();
+    this.tpm = san === undefined ? undefined : decodeTpmSan(Buffer.from(san.value));
+    this.subjectKeyId = find(px.SubjectKeyIdentifierExtension)?.keyId.toLowerCase();
+    this.authorityKeyId = find(px.AuthorityKeyIdentifierExtension)?.keyId?.toLowerCase();
   }
 
   /** True when the certificate is valid at `now` (both bounds inclusive, RFC 5280 §4.1.2.5). */

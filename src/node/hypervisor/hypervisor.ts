@@ -330,11 +330,12 @@ export class Hypervisor {
 
   vmInfo(vmId: DomainId): VmInfo {
     const vm = this.#vm(vmId);
+    if (vm.kernelDigest === undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is still being measured`);
     return Object.freeze({
       vmId: vm.id,
       name: vm.name,
       state: vm.state,
-      kernelDigest: vm.kernelDigest ?? ('sha256:'),
+      kernelDigest: vm.kernelDigest,
       imageBytes: vm.imageBytes,
       memoryBytes: vm.memory.size,
       hostKeyReported: this.reports.get(vm.id) !== undefined,

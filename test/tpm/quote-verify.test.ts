@@ -15,6 +15,8 @@ import { PCR, PLATFORM_PCRS } from '../../src/protocol/pcrs.js';
 import type { AttestationKey } from '../../src/tpm/auth-device.js';
 import { TPM_ALG, TPM_RH } from '../../src/tpm/constants.js';
 import { handleName, qualifiedName } from '../../src/tpm/crypto/name.js';
+import { signTpmt } from '../../src/tpm/crypto/signature.js';
+import { marshalTpmtSignature } from '../../src/tpm/structures/signature.js';
 import { verifyQuote, type QuoteStep } from '../../src/tpm/quote/verify.js';
 import { parseTpmsAttest } from '../../src/tpm/structures/attest.js';
 import { AK_TEMPLATE_RSA2048, EK_HANDLE } from '../../src/tpm/templates.js';
@@ -154,6 +156,11 @@ void describe('quote verification', () => {
       ['PCR 7 supplied but not quoted', () => verifyQuote(wireOf(ecc.attest, ecc.signature, new Map([...ecc.pcrs, [7, Buffer.alloc(32)]])), exp), 'PCR_SELECTION_MISMATCH', 'checkPcrSelection'],
       ['attest not canonical base64url', () => verifyQuote({ ...ecc.wire, attest: `${ecc.wire.attest}=` }, exp), 'TPM_PARSE_ERROR', 'decode'],
       ['PCR value not 64 hex digits', () => verifyQuote({ ...ecc.wire, pcrs: { sha256: { '0': 'zz' } } }, exp), 'TPM_PARSE_ERROR', 'decode'],
+      ['TPM_GENERATED header with a truncated body, signed with the AK private key (no TPM makes this; it reaches the parser)', () => {
+        const body = ecc.attest.subarray(0, 60);
+        const signature = marshalTpmtSignature(signTpmt(sim.device.engine.object(ecc.ak.handle).privateKey, TPM_ALG.ECDSA, TPM_ALG.SHA256, body));
+        return verifyQuote(wireOf(body, signature, ecc.pcrs), exp);
+      }, 'TPM_PARSE_ERROR', 'parseAttest'],
       ['the EK (a decryption key) offered as the AK', () => verifyQuote(ecc.wire, { akPublic: sim.device.engine.object(EK_HANDLE['ecc-p256']).publicBytes, qualifyingData: ecc.nonce }), 'AK_ATTRIBUTES_INVALID', 'attestationKey'],
     ];
     for (const [what, fn, code, step] of cases) {

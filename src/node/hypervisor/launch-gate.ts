@@ -75,7 +75,7 @@ export async function hashTheCopy(memory: DomainMemory, length: number, onChunk:
   do {
     onChunk();
     const n = Math.min(HASH_CHUNK_BYTES, length - at);
-    hash.update(memory.read(at, n));
+    memory.scan(at, n, (bytes) => hash.update(bytes));
     at += n;
     await new Promise<void>((resolve) => setImmediate(resolve));
   } while (at < length);

@@ -14,6 +14,7 @@ interface Frame {
 
 /** Largest single read or write through a memory view (bounds allocations from callers). */
 export const MAX_ACCESS_BYTES = 256 * 1024 * 1024;
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
 export class PhysicalMemory {
   readonly #frames = new Map<number, Frame>();
@@ -49,6 +50,12 @@ export class PhysicalMemory {
   readFrame(hfn: number, offset: number, length: number): Uint8Array {
     const frame = this.#frame(hfn, offset, length);
     return frame.data === undefined ? new Uint8Array(length) : frame.data.slice(offset, offset + length);
+  }
+
+  /** Passes a view of the bytes (zeros for a frame never written) without copying; `fn` must not keep it. */
+  viewFrame(hfn: number, offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
+    const frame = this.#frame(hfn, offset, length);
+    fn(frame.data === undefined ? ZERO_PAGE.subarray(0, length) : frame.data.subarray(offset, offset + length));
   }
 
   writeFrame(hfn: number, offset: number, bytes: Uint8Array): void {
@@ -122,6 +129,12 @@ export class DomainMemory {
     const out = new Uint8Array(length);
     this.#walk(gpa, length, (hfn, offset, n, at) => out.set(this.#memory.readFrame(hfn, offset, n), at));
     return out;
+  }
+
+  /** Feeds `[gpa, gpa + length)` to `fn` page by page without copying (hashing the copy in place). */
+  scan(gpa: number, length: number, fn: (bytes: Uint8Array) => void): void {
+    this.#check(gpa, length);
+    this.#walk(gpa, length, (hfn, offset, n) => this.#memory.viewFrame(hfn, offset, n, fn));
   }
 
   write(gpa: number, bytes: Uint8Array): void {

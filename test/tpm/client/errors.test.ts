@@ -16,7 +16,6 @@ import { nvDefineSpace, nvRead, nvUndefineSpace } from '../../../src/tpm/client/
 import { createPrimary, flushContext, readPublic } from '../../../src/tpm/client/commands/objects.js';
 import { TPMA_NV } from '../../../src/tpm/client/constants.js';
 import { TpmResponseError, isTpmResponseError } from '../../../src/tpm/client/errors.js';
-import { RC } from '../../../src/tpm/client/response-code.js';
 import { withPolicySecret, withTransient } from '../../../src/tpm/client/scoped.js';
 import { SocketTransport } from '../../../src/tpm/client/socket-transport.js';
 import { assertNoLoadedHandles, startSwtpmFixture, type SwtpmFixture } from '../swtpm/support.js';

@@ -53,8 +53,8 @@ async function elapsed<T>(fn: () => Promise<T>): Promise<{ ms: number; result: P
 
 function rejectedWith(r: PromiseSettledResult<unknown>, code: string): void {
   assert.equal(r.status, 'rejected');
-  assert.ok(isTrustlaunchError((r as PromiseRejectedResult).reason), String((r as PromiseRejectedResult).reason));
-  assert.equal(((r as PromiseRejectedResult).reason as { code: string }).code, code);
+  assert.ok(isTrustlaunchError((r).reason), String((r).reason));
+  assert.equal(((r).reason as { code: string }).code, code);
 }
 
 for (const kind of ['tcp', 'unix'] as const) {

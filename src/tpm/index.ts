@@ -20,7 +20,7 @@ export { makeCredential, activateCredential, encryptSeed, decryptSeed, protectCr
 export { verifyTpmtSignature, signTpmt, ecdsaSignatureToDer } from './crypto/signature.js';
 export { pcrDigest } from './crypto/pcr-digest.js';
 export { verifyQuote, QUOTE_STEPS, type QuoteStep, type QuoteExpectations, type VerifiedQuote } from './quote/verify.js';
-export { verifierKey, cachedVerifierKey, type VerifierKey } from './quote/attestation-key.js';
+export { verifierKey, cachedVerifierKey, registrableAttestationKey, type VerifierKey } from './quote/attestation-key.js';
 export * from './pcr-bank.js';
 export * from './eventlog/event-types.js';
 export * from './eventlog/event.js';

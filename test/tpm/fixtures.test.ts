@@ -12,7 +12,9 @@ import { handleName, objectName, qualifiedName } from '../../src/tpm/crypto/name
 import { publicKeyOf } from '../../src/tpm/crypto/public-key.js';
 import { verifyQuote } from '../../src/tpm/quote/verify.js';
 import { parseTpmsAttest } from '../../src/tpm/structures/attest.js';
-import { objectAttributeNames } from '../../src/tpm/structures/object-attributes.js';
+import { objectAttributeNames, TPMA_OBJECT } from '../../src/tpm/structures/object-attributes.js';
+import { registrableAttestationKey } from '../../src/tpm/quote/attestation-key.js';
+import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { marshalTpm2bPublic, marshalTpmtPublic, parseTpm2bPublic, type TpmtPublic } from '../../src/tpm/structures/public.js';
 import { parseTpmtSignature } from '../../src/tpm/structures/signature.js';
 import { EK_TEMPLATE_ECC_P256, EK_TEMPLATE_ECC_P384, EK_TEMPLATE_RSA2048, AK_TEMPLATE_ECC_P256, AK_TEMPLATE_RSA2048 } from '../../src/tpm/templates.js';
@@ -76,6 +78,20 @@ void describe('swtpm fixtures', () => {
       const ours = publicKeyOf(parseTpm2bPublic(file(`${ak}.pub`))).export({ type: 'spki', format: 'pem' }).toString();
       assert.equal(ours, file(`${ak}.pem`).toString(), ak);
     }
+  });
+
+  void it('registrableAttestationKey accepts the real AKs with their names and refuses the rest with its codes', () => {
+    for (const ak of ['ak-ecc', 'ak-rsa']) registrableAttestationKey(tpmt(`${ak}.pub`), file(`${ak}.name`));
+    const refused = (pub: Uint8Array, name: Uint8Array, code: string): void => {
+      assert.throws(() => registrableAttestationKey(pub, name), (e) => isTrustlaunchError(e) && e.code === code);
+    };
+    refused(tpmt('ak-ecc.pub'), file('ak-rsa.name'), 'AK_NAME_MISMATCH');
+    refused(tpmt('ek-rsa2048.pub'), file('ek-rsa2048.name'), 'AK_ATTRIBUTES_INVALID');
+    const ak = parseTpm2bPublic(file('ak-ecc.pub'));
+    const movable = marshalTpmtPublic({ ...ak, objectAttributes: ak.objectAttributes & ~TPMA_OBJECT.fixedTPM });
+    refused(movable, objectName(movable), 'AK_ATTRIBUTES_INVALID');
+    const unrestricted = marshalTpmtPublic({ ...ak, objectAttributes: ak.objectAttributes & ~TPMA_OBJECT.restricted });
+    refused(unrestricted, objectName(unrestricted), 'AK_ATTRIBUTES_INVALID');
   });
 
   void it('the swtpm_setup EK certificates certify the EK public areas and chain to the local CA', () => {

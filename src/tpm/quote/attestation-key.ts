@@ -4,7 +4,8 @@
 // a signature check.
 import type { KeyObject } from 'node:crypto';
 import { TrustlaunchError } from '../../protocol/errors.js';
-import { TPM_ALG } from '../constants.js';
+import { TPM_ALG, TPM_ECC_CURVE } from '../constants.js';
+import { objectName } from '../crypto/name.js';
 import { publicKeyOf } from '../crypto/public-key.js';
 import { hasAttributes } from '../structures/object-attributes.js';
 import { parseTpmtPublic, type TpmtPublic } from '../structures/public.js';
@@ -47,4 +48,28 @@ export function cachedVerifierKey(akPublic: Uint8Array): VerifierKey {
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
   cache.set(id, fresh);
   return fresh;
+}
+
+const ALLOWED_CURVES = new Set<number>([TPM_ECC_CURVE.NIST_P256, TPM_ECC_CURVE.NIST_P384]);
+
+/**
+ * What a registrar checks of a presented AK (DESIGN.md §4.1): the public area parses, it is
+ * a restricted signing-only key that never leaves its TPM (fixedTPM, fixedParent,
+ * sensitiveDataOrigin) with a SHA-256+ nameAlg, RSA >= 2048 or ECC P-256/P-384, a fixed
+ * scheme (AK_ATTRIBUTES_INVALID otherwise), and the presented Name is its Name
+ * (AK_NAME_MISMATCH). Credential activation then proves it lives in the EK's TPM.
+ */
+export function registrableAttestationKey(akPublic: Uint8Array, akName: Uint8Array): VerifierKey {
+  const vk = verifierKey(akPublic);
+  const pub = vk.public;
+  if (!hasAttributes(pub.objectAttributes, 'fixedTPM', 'fixedParent', 'sensitiveDataOrigin')) {
+    throw new TrustlaunchError('AK_ATTRIBUTES_INVALID', 'the AK is not fixedTPM, fixedParent and sensitiveDataOrigin');
+  }
+  if (pub.nameAlg !== TPM_ALG.SHA256 && pub.nameAlg !== TPM_ALG.SHA384 && pub.nameAlg !== TPM_ALG.SHA512) {
+    throw new TrustlaunchError('AK_ATTRIBUTES_INVALID', 'the AK nameAlg is not SHA-256, SHA-384 or SHA-512');
+  }
+  const strong = pub.type === TPM_ALG.RSA ? pub.parameters.keyBits >= 2048 : pub.type === TPM_ALG.ECC && ALLOWED_CURVES.has(pub.parameters.curveID);
+  if (!strong) throw new TrustlaunchError('AK_ATTRIBUTES_INVALID', 'the AK is not RSA >= 2048 or ECC P-256/P-384');
+  if (!objectName(akPublic).equals(akName)) throw new TrustlaunchError('AK_NAME_MISMATCH', 'the AK name is not nameAlg ‖ H(TPMT_PUBLIC)');
+  return vk;
 }

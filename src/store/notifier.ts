@@ -108,27 +108,29 @@ export class InProcessNotifier implements Notifier {
     this.#registry = hub.registry;
   }
 
-  publish(channel: string, payload: string): Promise<void> {
+  // async, though nothing here waits: misuse rejects rather than throws, as on PostgreSQL.
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async publish(channel: string, payload: string): Promise<void> {
     checkChannel(channel);
     checkPayload(payload);
-    if (this.#closed) return Promise.reject(new Error('notifier is closed'));
+    if (this.#closed) throw new Error('notifier is closed');
     // Delivered on a later turn, as PostgreSQL's would be: never inside publish().
     setImmediate(() => this.#registry.dispatch(channel, payload));
-    return Promise.resolve();
   }
 
-  subscribe(channel: string, listener: NotificationListener): Promise<Unsubscribe> {
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async subscribe(channel: string, listener: NotificationListener): Promise<Unsubscribe> {
     checkChannel(channel);
-    if (this.#closed) return Promise.reject(new Error('notifier is closed'));
+    if (this.#closed) throw new Error('notifier is closed');
     // Wrapped, so one function subscribed twice is two subscriptions, and close() can
     // remove exactly this handle's listeners from a shared hub.
     const own: NotificationListener = (payload) => listener(payload);
     this.#registry.add(channel, own);
     this.#mine.set(own, channel);
-    return Promise.resolve(() => {
+    return () => {
       this.#registry.remove(channel, own);
       this.#mine.delete(own);
-    });
+    };
   }
 
   close(): Promise<void> {

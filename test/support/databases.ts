@@ -8,11 +8,13 @@
 //     });
 //   });
 //
-// Each test gets its own database, created on its first open(); every open() in the same
+// Each test starts from an empty database, on its first open(); every open() in the same
 // test reaches that same database (two handles = two "processes"); after the test the
-// handles are closed and the database removed. open() in a before() hook gets a database
-// shared by the whole block instead, removed in after(). Tests in a block run one at a
-// time (node:test's default), which this relies on.
+// handles are closed and the database emptied (SQLite: a new file per test; PostgreSQL: a
+// database `tl_<random>` per block whose public schema is recreated between tests, dropped
+// with its sessions terminated at the end). open() in a before() hook gets a database of
+// its own shared by the whole block, removed in after(). Tests in a block run one at a time
+// (node:test's default), which this relies on.
 // PostgreSQL comes from TRUSTLAUNCH_TEST_PG (scripts/setup-system.sh); without it the
 // PostgreSQL tests fail, they never skip.
 import { randomBytes } from 'node:crypto';
@@ -48,6 +50,19 @@ export function forEachDatabase(name: string, fn: (open: OpenTestDatabase) => vo
 interface FreshDatabase {
   readonly url: string;
   readonly handles: Array<DatabaseHandle<unknown>>;
+  /** Removes what the test left: the SQLite file, or everything in the PostgreSQL database. */
+  discard(): Promise<void>;
+}
+
+/**
+ * A PostgreSQL database made for one describe block. CREATE DATABASE costs a few hundred
+ * milliseconds on a loaded machine, so tests of a block share one and each starts from an
+ * empty `public` schema instead (tables, triggers and functions all live there).
+ */
+interface PostgresDatabase {
+  readonly url: string;
+  /** Ends every other session on the database and recreates an empty public schema. */
+  reset(): Promise<void>;
   drop(): Promise<void>;
 }
 
@@ -57,6 +72,7 @@ class DatabaseScope {
   #suite: Promise<FreshDatabase> | undefined;
   #test: Promise<FreshDatabase> | undefined;
   #admin: Promise<pg.Client> | undefined;
+  #shared: Promise<PostgresDatabase> | undefined;
 
   constructor(dialect: Dialect) {
     this.#dialect = dialect;
@@ -88,38 +104,52 @@ class DatabaseScope {
   }
 
   async dispose(): Promise<void> {
-    const suite = this.#suite;
-    this.#suite = undefined;
+    const [suite, shared, admin] = [this.#suite, this.#shared, this.#admin];
+    this.#suite = this.#shared = this.#admin = undefined;
     try {
       await release(suite);
+      await (await shared?.catch(() => undefined))?.drop();
     } finally {
-      const admin = this.#admin;
-      this.#admin = undefined;
       await (await admin?.catch(() => undefined))?.end();
     }
   }
 
   #current(): Promise<FreshDatabase> {
-    if (this.#inTest) return (this.#test ??= this.#create());
-    return (this.#suite ??= this.#create());
+    if (this.#inTest) return (this.#test ??= this.#forTest());
+    return (this.#suite ??= this.#forSuite());
   }
 
-  #create(): Promise<FreshDatabase> {
-    return this.#dialect === 'sqlite' ? Promise.resolve(freshSqlite()) : this.#freshPostgres();
+  async #forTest(): Promise<FreshDatabase> {
+    if (this.#dialect === 'sqlite') return freshSqlite();
+    const shared = await (this.#shared ??= this.#createPostgres());
+    return { url: shared.url, handles: [], discard: () => shared.reset() };
   }
 
-  async #freshPostgres(): Promise<FreshDatabase> {
+  async #forSuite(): Promise<FreshDatabase> {
+    if (this.#dialect === 'sqlite') return freshSqlite();
+    // Not the per-test database: resetting that after each test would wipe the suite's data.
+    const own = await this.#createPostgres();
+    return { url: own.url, handles: [], discard: () => own.drop() };
+  }
+
+  async #createPostgres(): Promise<PostgresDatabase> {
     const base = requirePostgresUrl();
-    const admin = await (this.#admin ??= connectAdmin(base));
+    const admin = await (this.#admin ??= connect(base, 'trustlaunch-test-admin'));
     const name = `tl_${randomBytes(8).toString('hex')}`;
     await admin.query(`create database ${name}`);
     const url = new URL(base);
     url.pathname = `/${name}`;
+    const janitor = await connect(url.toString(), 'trustlaunch-test-janitor');
     return {
       url: url.toString(),
-      handles: [],
-      // WITH (FORCE) terminates sessions still connected (a killed child's, a leaked pool).
+      reset: async () => {
+        // Sessions a test left behind (a killed child's, a handle not closed) hold locks.
+        await janitor.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
+        await janitor.query('drop schema public cascade; create schema public');
+      },
+      // WITH (FORCE) terminates sessions still connected.
       drop: async () => {
+        await janitor.end().catch(() => undefined);
         await admin.query(`drop database if exists ${name} with (force)`);
       },
     };
@@ -131,16 +161,16 @@ function freshSqlite(): FreshDatabase {
   return {
     url: `sqlite:${dir.path}/test.db`,
     handles: [],
-    drop: () => {
+    discard: () => {
       dir.dispose();
       return Promise.resolve();
     },
   };
 }
 
-async function connectAdmin(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: 'trustlaunch-test-admin' });
-  client.on('error', () => undefined); // a dropped admin session fails the next query instead
+async function connect(url: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName });
+  client.on('error', () => undefined); // a dropped session fails its next query instead
   try {
     await client.connect();
   } catch (e) {
@@ -153,5 +183,5 @@ async function release(fresh: Promise<FreshDatabase> | undefined): Promise<void>
   const db = await fresh?.catch(() => undefined);
   if (db === undefined) return;
   await Promise.allSettled(db.handles.map((h) => h.close()));
-  await db.drop();
+  await db.discard();
 }

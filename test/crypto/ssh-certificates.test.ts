@@ -60,11 +60,7 @@ describe('OpenSSH host certificates (ssh-keygen as the oracle)', () => {
     assert.match(out.stdout, /Principals: \n\s+vm-1\.trustlaunch\.test\n\s+vm-1\n/);
     assert.match(out.stdout, /Critical Options: \(none\)/);
 
-    // sshpk, reading independently of our parser, agrees on the signer
     const caLine = formatSshPublicKey(ca.publicKey);
-    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(caLine, 'ssh')), true);
-    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(formatSshPublicKey(generateKeyPair('ed25519').publicKey), 'ssh')), false);
-
     const cert = verifyHostCertificate(line, { caPublicKey: caLine, hostKey: hostLine, principal: 'vm-1', now: NOW });
     assert.equal(cert.keyId, 'vm-1');
     assert.equal(cert.serial, 42n);
@@ -81,6 +77,11 @@ describe('OpenSSH host certificates (ssh-keygen as the oracle)', () => {
     assert.match(line, /^ecdsa-sha2-nistp256-cert-v01@openssh\.com /);
     assert.equal(keygenList(line).status, 0);
     assert.equal(verifyHostCertificate(line, { caPublicKey: ca.publicKey, hostKey: ecHost, now: NOW }).publicKeyLine, ecHost);
+    // sshpk, reading independently of our parser, agrees on the signer. (Only for ECDSA host
+    // keys: sshpk's certificate reader mangles Ed25519 keys whose first byte is >= 0x80 or 0,
+    // which is one more reason our verifier reads the certificate itself.)
+    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(formatSshPublicKey(ca.publicKey), 'ssh')), true);
+    assert.equal(sshpk.parseCertificate(line, 'openssh').isSignedByKey(sshpk.parseKey(formatSshPublicKey(generateKeyPair('ed25519').publicKey), 'ssh')), false);
     assert.throws(() => issue({ caPrivateKey: generateKeyPair('ecdsa-p256').privateKey }), TypeError);
     assert.throws(() => issue({ principals: [] }), TypeError);
   });
@@ -117,8 +118,9 @@ describe('OpenSSH host certificates (ssh-keygen as the oracle)', () => {
     assert.equal(reasonOf(() => verifyHostCertificate(line, { ...ok, now: VALID_AFTER })), 'accepted');
     assert.equal(reasonOf(() => verifyHostCertificate(issue({ caPrivateKey: other.privateKey }), ok)), 'wrong-ca');
 
-    // a certificate with a critical option, properly signed by the CA
-    const cert = sshpk.parseCertificate(line, 'openssh');
+    // a certificate with a critical option, properly signed by the CA (re-signed through sshpk,
+    // with an ECDSA host key that sshpk's certificate reader keeps intact)
+    const cert = sshpk.parseCertificate(issue({ hostKey: formatSshPublicKey(generateKeyPair('ecdsa-p256').publicKey) }), 'openssh');
     (cert.signatures as { openssh: { exts: unknown[] } }).openssh.exts = [{ name: 'force-command', critical: true, data: Buffer.from([0, 0, 0, 1, 0x78]) }];
     cert.signWith(sshpk.parsePrivateKey(exportPrivateKeyPem(ca.privateKey), 'pkcs8'));
     assert.equal(reasonOf(() => verifyHostCertificate(cert.toString('openssh'), ok)), 'critical-option');

@@ -77,6 +77,10 @@ export interface HypervisorNode {
 
 export async function bootHypervisor(options: HypervisorBootOptions): Promise<HypervisorNode> {
   const limits: HypervisorLimits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`limit ${name} must be a positive integer`);
+  }
+  if (limits.mailboxBytes % 4096 !== 0 || limits.mailboxBytes < 8192) throw new RangeError('limit mailboxBytes must be a multiple of 4096, at least 8192');
   const clock = options.clock ?? (() => new Date());
   const config = parseBootConfig(options.bootConfig);
   const configBytes = bootConfigBytes(config);

@@ -112,6 +112,22 @@ void describe('mediated auth device', () => {
     await t.node.shutdown();
   });
 
+  void it('survives the mini-domain programming its own device with nonsense through raw MMIO', async () => {
+    const { t, cap } = await launched();
+    const reg = (offset: number, value: number): void => void cap.mmio({ address: AUTH_BASE + offset, size: 4, kind: 'write', value });
+    for (const [cmd, size] of [[0xffffffff, 64], [0, 0], [0, 0xffffffff], [0x1000, 16]] as const) {
+      reg(0x60, cmd); // CTRL_CMD_HADDR: far beyond any address width
+      reg(0x58, size);
+      reg(CTRL_START, 1);
+      for (let i = 0; i < 100 && cap.mmio({ address: AUTH_BASE + CTRL_START, size: 4, kind: 'read' }) !== 0; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(cap.mmio({ address: AUTH_BASE + 0x44, size: 4, kind: 'read' }) & 1, 1, 'tpmSts (fatal) not set');
+    }
+    // The handle reprograms every register, so the next real call works.
+    assert.equal((await cap.device.pcrRead([0])).size, 1);
+    t.node.checkInvariants();
+    await t.node.shutdown();
+  });
+
   void it("a dom0 device hitting the fault threshold loses bus mastering", async () => {
     const t = await bootTestNode({ limits: { faultThreshold: 4 } });
     for (let i = 0; i < 4; i++) assert.equal(t.node.dom0.dma('00:02.0', { address: 2 ** 40, kind: 'read', length: 1 }).ok, false);

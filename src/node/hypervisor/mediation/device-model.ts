@@ -58,30 +58,33 @@ export class AuthDeviceModel implements MmioDeviceModel {
     return { regs: [...this.#regs].sort(([a], [b]) => a - b), sts: this.#sts, busy: this.#inflight !== undefined };
   }
 
+  /** Never rejects: whatever the programmed registers hold, a failed transfer only sets tpmSts. */
   async #execute(): Promise<void> {
+    this.#sts = 0;
+    try {
+      this.#sts = CRB_STS.IDLE | ((await this.#transfer()) ? 0 : CRB_STS.FATAL);
+    } catch {
+      this.#sts = CRB_STS.IDLE | CRB_STS.FATAL;
+    }
+  }
+
+  /** Fetch, perform, store. False when a DMA faulted or the registers describe no usable buffer. */
+  async #transfer(): Promise<boolean> {
     const reg = (o: number): number => this.#regs.get(o) ?? 0;
     const cmdAddress = reg(CRB.CTRL_CMD_HADDR) * 2 ** 32 + reg(CRB.CTRL_CMD_LADDR);
     const rspAddress = reg(CRB.CTRL_RSP_HADDR) * 2 ** 32 + reg(CRB.CTRL_RSP_LADDR);
     const cmdSize = reg(CRB.CTRL_CMD_SIZE);
     const rspSize = Math.min(reg(CRB.CTRL_RSP_SIZE), this.#ctx.maxMessageBytes);
-    this.#sts = 0;
-    if (cmdSize < 1 || cmdSize > this.#ctx.maxMessageBytes || rspSize < 8) {
-      this.#sts = CRB_STS.IDLE | CRB_STS.FATAL;
-      return;
-    }
+    if (cmdSize < 1 || cmdSize > this.#ctx.maxMessageBytes || rspSize < 8 || !Number.isSafeInteger(cmdAddress) || !Number.isSafeInteger(rspAddress)) return false;
     const fetched = this.#ctx.dma({ sid: this.#ctx.sid, address: cmdAddress, kind: 'read', length: cmdSize });
-    if (!fetched.ok) {
-      this.#sts = CRB_STS.IDLE | CRB_STS.FATAL;
-      return;
-    }
+    if (!fetched.ok) return false;
     const reply = await this.#perform(fetched.data);
     let body = encodeReply(reply);
     if (body.length + 4 > rspSize) body = encodeReply({ ok: false, error: new TrustlaunchError('BODY_TOO_LARGE', `the response (${body.length} bytes) exceeds the response buffer`) });
     const framed = Buffer.alloc(4 + body.length);
     framed.writeUInt32LE(body.length, 0);
     body.copy(framed, 4);
-    const stored = this.#ctx.dma({ sid: this.#ctx.sid, address: rspAddress, kind: 'write', data: framed });
-    this.#sts = CRB_STS.IDLE | (stored.ok ? 0 : CRB_STS.FATAL);
+    return this.#ctx.dma({ sid: this.#ctx.sid, address: rspAddress, kind: 'write', data: framed }).ok;
   }
 
   async #perform(command: Uint8Array): Promise<DeviceReply> {

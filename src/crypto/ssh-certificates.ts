@@ -137,6 +137,13 @@ export function issueHostCertificate(opts: IssueHostCertificateOptions): string 
   // our signer answers synchronously, so sshpk has finished by now
   if (outcome !== 'signed') throw outcome ?? new Error('sshpk did not sign synchronously');
   const line = cert.toString('openssh');
+  // Read back what we signed with our own strict parser: the CA never hands out a
+  // certificate that says something else than it was asked to (sshpk has quirks).
+  const issued = parseHostCertificate(line);
+  const hostLine = formatSshPublicKey(host.key);
+  if (issued.publicKeyLine !== hostLine || issued.keyId !== opts.keyId || issued.kind !== 'host' || issued.principals.join('\n') !== opts.principals.join('\n')) {
+    throw new TrustlaunchError('INTERNAL', 'the issued host certificate does not read back as requested');
+  }
   return opts.comment === undefined ? line : `${line} ${opts.comment.replace(/[\r\n]/g, ' ')}`;
 }
 

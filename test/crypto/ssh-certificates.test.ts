@@ -86,6 +86,15 @@ describe('OpenSSH host certificates (ssh-keygen as the oracle)', () => {
     assert.throws(() => issue({ principals: [] }), TypeError);
   });
 
+  it('issues verifiable certificates for many random host keys (every leading byte of an Ed25519 key)', () => {
+    for (let i = 0; i < 400; i++) {
+      const key = formatSshPublicKey(generateKeyPair(i % 4 === 0 ? 'ecdsa-p256' : 'ed25519').publicKey);
+      const line = issue({ hostKey: key, keyId: `vm-${i}` });
+      const cert = verifyHostCertificate(line, { caPublicKey: ca.publicKey, hostKey: key, principal: PRINCIPAL, now: NOW });
+      assert.equal(cert.keyId, `vm-${i}`);
+    }
+  });
+
   it('accepts a host certificate ssh-keygen -s made with the same CA key (interoperability)', () => {
     const caFile = join(dir.path, 'ca_key');
     writeFileSync(caFile, opensshPrivateKey(ca.privateKey), { mode: 0o600 });

@@ -52,7 +52,7 @@ export interface SwtpmEkFiles {
  */
 export function manufactureSwtpmEkCertificates(dir: string): SwtpmEkFiles {
   requireCommand('swtpm');
-  requireCommand('swtpm_localca');
+  const localca = requireCommand('swtpm_localca');
   const swtpmSetup = requireCommand('swtpm_setup');
   const ca = join(dir, 'localca');
   const state = join(dir, 'tpmstate');
@@ -62,7 +62,7 @@ export function manufactureSwtpmEkCertificates(dir: string): SwtpmEkFiles {
   writeFileSync(join(ca, 'swtpm-localca.options'), '--platform-manufacturer trustlaunch-test\n--platform-version 2.1\n--platform-model test-node\n');
   writeFileSync(
     join(ca, 'swtpm_setup.conf'),
-    `create_certs_tool= /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${ca}/swtpm-localca.conf\ncreate_certs_tool_options = ${ca}/swtpm-localca.options\nactive_pcr_banks = sha256\n`,
+    `create_certs_tool= ${localca}\ncreate_certs_tool_config = ${ca}/swtpm-localca.conf\ncreate_certs_tool_options = ${ca}/swtpm-localca.options\nactive_pcr_banks = sha256\n`,
   );
   const r = spawnSync(swtpmSetup, ['--tpm2', '--config', join(ca, 'swtpm_setup.conf'), '--tpmstate', state, '--create-ek-cert', '--overwrite', '--write-ek-cert-files', out], {
     encoding: 'utf8',

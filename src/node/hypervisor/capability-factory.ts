@@ -41,12 +41,12 @@ export function makeDom0Capability(hv: Hypervisor, id: DomainId): Dom0Capability
     miniDomain: () => hv.miniDomainStatus(),
     buildVm: async (request) => {
       hv.live(id);
-      return hv.buildVm(request);
+      return hv.vms.build(request);
     },
-    startVm: (vmId: DomainId) => hv.startVm(vmId),
-    destroyVm: (vmId: DomainId) => hv.destroyVm(vmId),
-    vm: (vmId: DomainId) => hv.vmInfo(vmId),
-    vms: () => hv.vmInfos(),
+    startVm: (vmId: DomainId) => hv.vms.start(vmId),
+    destroyVm: (vmId: DomainId) => hv.vms.destroy(vmId),
+    vm: (vmId: DomainId) => hv.vms.info(vmId),
+    vms: () => hv.vms.infos(),
   } satisfies Dom0Capability);
 }
 
@@ -66,12 +66,12 @@ export function makeMiniDomainCapability(hv: Hypervisor, id: DomainId, device: A
     },
     waitForVmReport: async (vmId: DomainId, timeoutMs: number) => {
       hv.live(id);
-      hv.vmInfo(vmId);
+      hv.vms.info(vmId);
       return hv.reports.wait(vmId, timeoutMs);
     },
     sendHostCertificate: (vmId: DomainId, certificate: string) => {
       hv.live(id);
-      hv.sendHostCertificate(vmId, certificate);
+      hv.vms.sendHostCertificate(vmId, certificate);
     },
   } satisfies MiniDomainCapability);
 }

@@ -1,32 +1,31 @@
 // The trusted hypervisor (DESIGN.md §3.1): domains and their lifecycle, the requests
 // domains make through their capabilities (each checked against the caller's role), the
-// launch gate's steps, VM building, and the mediated auth device. The instance never
+// launch gate's steps, and the mediated auth device (VMs: vms.ts; the domain table: domains.ts). The instance never
 // leaves this directory: the node gets a HypervisorNode, dom0 a Dom0Capability, the
 // mini-domain and VMs their own capabilities (capability-factory.ts).
 import { TrustlaunchError } from '../../protocol/errors.js';
-import type { Digest } from '../../protocol/digest.js';
-import { IdSchema, SshPublicKeySchema } from '../../protocol/messages.js';
 import { PLATFORM_PCRS } from '../../protocol/pcrs.js';
-import type { DeviceDmaRequest, DeviceInfo, DomainExecution, MiniDomainEntry, MiniDomainLaunch, VmBuildRequest, VmInfo, VmRunner } from './capabilities.js';
+import type { DeviceDmaRequest, DeviceInfo, MiniDomainEntry, MiniDomainLaunch, VmRunner } from './capabilities.js';
 import { makeMiniDomainCapability, makeVmCapability } from './capability-factory.js';
 import type { DeviceSlot } from './device-slot.js';
 import { DOMID_HARDWARE, DOMID_IO, type DomainId, type DomainRole, type DomainState } from './domain-id.js';
 import type { DmaResult, PagePermission } from './iommu.js';
 import { assignmentDenied } from './iommu.js';
 import { type InvariantInput, assertInvariants } from './invariants.js';
-import { hashTheCopy, launchThroughGate, type GateHost, type GateStep } from './launch-gate.js';
+import { DomainTable, type DomainRecord } from './domains.js';
+import { launchThroughGate, type GateHost, type GateStep } from './launch-gate.js';
 import type { LaunchPolicy } from './launch-policy.js';
 import type { MeasuredBoot, RemeasureOutcome } from './measured-boot.js';
 import { MediatedAuthDevice } from './mediation/device-handle.js';
 import { AuthDeviceModel } from './mediation/device-model.js';
 import type { DeviceCall } from './mediation/mailbox-codec.js';
-import { DomainMemory } from './memory.js';
+import type { DomainMemory } from './memory.js';
 import type { MmioAccess } from './mmio.js';
 import { authDeviceSpec, formatBdf, parseBdf, sourceId, PciTopology, type PciDeviceSpec, type SourceId } from './pci.js';
 import { Platform } from './platform.js';
 import type { SecurityEventLog } from './security-events.js';
-import { createVmChannelPair, type VmChannelEndpoint } from './vm-channel.js';
 import { VmReportInbox } from './vm-reports.js';
+import { VmManager } from './vms.js';
 import { PAGE_SIZE } from './vtd/structures.js';
 
 export interface HypervisorLimits {
@@ -69,31 +68,11 @@ export interface HypervisorParts {
   readonly trace: ((step: GateStep, domainId: DomainId) => void) | undefined;
 }
 
-interface DomainRecord {
-  readonly id: DomainId;
-  readonly role: DomainRole;
-  readonly name: string;
-  state: DomainState;
-  readonly memory: DomainMemory;
-  execution: DomainExecution | undefined;
-}
-
 interface MiniDomainRecord extends DomainRecord {
   readonly role: 'minidomain';
   launch: MiniDomainLaunch | undefined;
   readonly mailbox: { readonly command: number; readonly response: number };
 }
-
-interface VmRecord extends DomainRecord {
-  readonly role: 'vm';
-  readonly imageBytes: number;
-  kernelDigest: Digest | undefined;
-  readonly guest: unknown;
-  readonly channel: { readonly hypervisorEnd: VmChannelEndpoint; readonly guestEnd: VmChannelEndpoint };
-  sshPort: number | null;
-}
-
-const HISTORY = 64;
 
 export class Hypervisor {
   readonly platform: Platform;
@@ -106,9 +85,8 @@ export class Hypervisor {
   readonly #limits: HypervisorLimits;
   readonly #authBase: number;
   readonly #authModel: AuthDeviceModel;
-  readonly #domains = new Map<DomainId, DomainRecord>();
-  readonly #history: DomainRecord[] = [];
-  #nextId: DomainId = 1;
+  readonly domains: DomainTable;
+  readonly vms: VmManager;
   #mini: MiniDomainRecord | undefined;
   #launches = 0;
 
@@ -138,9 +116,21 @@ export class Hypervisor {
       powerOn: () => this.#devicePowerOn(),
     });
     this.platform.mmio.attach(this.authSid, this.#authModel);
+    this.domains = new DomainTable(this.platform);
+    this.vms = new VmManager({
+      domains: this.domains,
+      events: this.events,
+      reports: this.reports,
+      limits: this.#limits,
+      runner: parts.vmRunner,
+      clock: parts.clock,
+      destroy: (d, reason) => this.#destroy(d, reason),
+      watch: (d) => this.#watch(d),
+      capability: (vmId, channel) => makeVmCapability(this, vmId, channel),
+    });
 
     // dom0: its memory identity-mapped in its I/O page table, then its devices.
-    const dom0 = this.#createDomain('hardware', 'dom0', pagesFor(this.#limits.dom0MemoryBytes), DOMID_HARDWARE);
+    const dom0 = this.domains.create('hardware', 'dom0', pagesFor(this.#limits.dom0MemoryBytes), DOMID_HARDWARE);
     for (let gfn = 0; gfn < dom0.memory.pages; gfn++) this.platform.map(DOMID_HARDWARE, gfn, dom0.memory.hfn(gfn) as number, { r: true, w: true });
     dom0.state = 'running';
     for (const d of topology.devices()) {
@@ -164,9 +154,7 @@ export class Hypervisor {
 
   /** A running domain's record, or DOMAIN_STATE_INVALID (a stale capability of a destroyed domain). */
   live(id: DomainId): DomainRecord {
-    const d = this.#domains.get(id);
-    if (d === undefined || d.state === 'destroyed') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `domain ${id} is destroyed`);
-    return d;
+    return this.domains.live(id);
   }
 
   /** dom0 passes a device group to a VM. The auth device's group is reserved for the launch gate. */
@@ -174,7 +162,7 @@ export class Hypervisor {
     const sid = sourceId(parseBdf(bdf));
     this.#checkNotReserved(actor, sid);
     if (target === actor) this.#deny(actor, assignmentDenied(sid, 'requester-is-target', `domain ${actor} cannot assign a device to itself`));
-    const t = this.#domains.get(target);
+    const t = this.domains.get(target);
     if (t?.role !== 'vm' || t.state === 'destroyed') this.#deny(actor, assignmentDenied(sid, 'target-not-a-live-domain', `domain ${target} is not a live VM`));
     this.platform.assign(sid, target, actor);
   }
@@ -260,100 +248,6 @@ export class Hypervisor {
     return { state: m?.state ?? 'absent', domainId: m?.id ?? null, launches: this.#launches };
   }
 
-  // --- VMs ---------------------------------------------------------------------------
-
-  async buildVm(req: VmBuildRequest): Promise<VmInfo> {
-    if (!IdSchema.safeParse(req.name).success) throw new TrustlaunchError('MALFORMED_REQUEST', 'a VM name is a lowercase DNS label');
-    if (!(req.image instanceof Uint8Array)) throw new TypeError('image must be bytes');
-    if (req.image.length < 1 || req.image.length > this.#limits.maxVmImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a VM image has 1..${this.#limits.maxVmImageBytes} bytes`);
-    const imagePages = pagesFor(req.image.length);
-    const memoryBytes = req.memoryBytes ?? imagePages * PAGE_SIZE + 1024 * 1024;
-    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < imagePages * PAGE_SIZE || memoryBytes > this.#limits.maxVmMemoryBytes) {
-      throw new TrustlaunchError('CAPACITY_EXCEEDED', `VM memory must hold the image and stay within ${this.#limits.maxVmMemoryBytes} bytes`);
-    }
-    const live = [...this.#domains.values()].filter((d): d is VmRecord => d.role === 'vm' && d.state !== 'destroyed');
-    if (live.length >= this.#limits.maxVms) throw new TrustlaunchError('CAPACITY_EXCEEDED', `this node runs at most ${this.#limits.maxVms} VMs`);
-    if (live.some((v) => v.name === req.name)) throw new TrustlaunchError('CONFLICT', `a VM named ${req.name} exists`);
-
-    const base = this.#createDomain('vm', req.name, pagesFor(memoryBytes));
-    // Copy now, before the first await: dom0's buffer is never read again.
-    base.memory.write(0, req.image);
-    const vm: VmRecord = Object.assign(base, {
-      role: 'vm' as const,
-      imageBytes: req.image.length,
-      kernelDigest: undefined,
-      guest: req.guest,
-      channel: createVmChannelPair(),
-      sshPort: null,
-    });
-    this.#domains.set(vm.id, vm);
-    vm.channel.hypervisorEnd.onMessage((m) => this.#fromGuest(vm, m));
-    try {
-      vm.kernelDigest = await hashTheCopy(vm.memory, vm.imageBytes);
-    } catch (e) {
-      await this.#destroy(vm, 'build failed');
-      throw e;
-    }
-    if (vm.state === 'destroyed') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vm.id} was destroyed while it was being built`);
-    return this.vmInfo(vm.id);
-  }
-
-  async startVm(vmId: DomainId): Promise<VmInfo> {
-    const vm = this.#vm(vmId);
-    if (vm.state !== 'building' || vm.kernelDigest === undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is ${vm.state}`);
-    vm.state = 'running';
-    const runner = this.#parts.vmRunner;
-    if (runner !== undefined) {
-      try {
-        vm.execution = await runner({
-          capability: makeVmCapability(this, vm.id, vm.channel.guestEnd),
-          name: vm.name,
-          image: vm.memory.read(0, vm.imageBytes),
-          kernelDigest: vm.kernelDigest,
-          guest: vm.guest,
-          sendToGuest: (message) => vm.channel.hypervisorEnd.send(message),
-        });
-      } catch (e) {
-        await this.#destroy(vm, 'boot failed');
-        throw new TrustlaunchError('VM_BOOT_FAILED', `VM ${vmId} did not boot: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-      this.#watch(vm);
-    }
-    return this.vmInfo(vmId);
-  }
-
-  async destroyVm(vmId: DomainId): Promise<void> {
-    const vm = this.#vm(vmId);
-    if (vm.state === 'destroyed') return;
-    await this.#destroy(vm, 'destroyed by dom0');
-  }
-
-  vmInfo(vmId: DomainId): VmInfo {
-    const vm = this.#vm(vmId);
-    if (vm.kernelDigest === undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is still being measured`);
-    return Object.freeze({
-      vmId: vm.id,
-      name: vm.name,
-      state: vm.state,
-      kernelDigest: vm.kernelDigest,
-      imageBytes: vm.imageBytes,
-      memoryBytes: vm.memory.size,
-      hostKeyReported: this.reports.get(vm.id) !== undefined,
-      sshPort: vm.sshPort,
-    });
-  }
-
-  vmInfos(): VmInfo[] {
-    return [...this.#domains.values(), ...this.#history].filter((d) => d.role === 'vm' && (d as VmRecord).kernelDigest !== undefined).map((d) => this.vmInfo(d.id));
-  }
-
-  sendHostCertificate(vmId: DomainId, certificate: string): void {
-    const vm = this.#vm(vmId);
-    if (vm.state !== 'running') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is ${vm.state}`);
-    if (typeof certificate !== 'string' || certificate.length > 16_384) throw new TrustlaunchError('MALFORMED_REQUEST', 'a host certificate is an OpenSSH certificate line');
-    vm.channel.hypervisorEnd.send({ v: 1, type: 'host-certificate', certificate });
-  }
-
   // --- measurements and status -------------------------------------------------------
 
   async remeasure(): Promise<RemeasureOutcome> {
@@ -364,7 +258,7 @@ export class Hypervisor {
   }
 
   domainViews(): { id: DomainId; role: DomainRole; state: DomainState; name: string }[] {
-    return [...this.#domains.values()].map((d) => ({ id: d.id, role: d.role, state: d.state, name: d.name }));
+    return this.domains.values().map((d) => ({ id: d.id, role: d.role, state: d.state, name: d.name }));
   }
 
   invariantInput(): InvariantInput {
@@ -376,40 +270,18 @@ export class Hypervisor {
   }
 
   async shutdown(): Promise<void> {
-    for (const d of [...this.#domains.values()]) if (d.role !== 'hardware') await this.#destroy(d, 'node shutdown');
-    const dom0 = this.#domains.get(DOMID_HARDWARE);
+    for (const d of this.domains.values()) if (d.role !== 'hardware') await this.#destroy(d, 'node shutdown');
+    const dom0 = this.domains.get(DOMID_HARDWARE);
     if (dom0 !== undefined) await this.#destroy(dom0, 'node shutdown');
     await this.#parts.slot.run((d) => d.powerOff());
   }
 
   // --- internals -----------------------------------------------------------------------
 
-  #createDomain(role: DomainRole, name: string, pages: number, id?: DomainId): DomainRecord {
-    const domainId = id ?? this.#nextId++;
-    if (domainId >= 0x7ff0) throw new TrustlaunchError('CAPACITY_EXCEEDED', 'domain ids exhausted');
-    const memory = new DomainMemory(this.platform.memory, domainId, pages);
-    this.platform.iommu.createTable(domainId);
-    const record: DomainRecord = { id: domainId, role, name, state: 'building', memory, execution: undefined };
-    this.#domains.set(domainId, record);
-    return record;
-  }
-
-  /** Destruction order: state first (its capabilities die), devices to quarantine, table, memory. */
+  /** Tears the domain down (DomainTable.teardown), then its role's cleanup, then stops its code. */
   async #destroy(d: DomainRecord, reason: string, kind?: 'MINIDOMAIN_STOPPED' | 'MINIDOMAIN_CRASHED'): Promise<void> {
-    if (d.state === 'destroyed') return;
-    d.state = 'destroyed';
-    for (const sid of this.platform.iommu.devicesOf(d.id)) {
-      if (this.platform.ownerOf(sid) === d.id) this.platform.deassign(sid, null);
-    }
-    this.platform.iommu.destroyTable(d.id);
-    d.memory.release();
-    this.#domains.delete(d.id);
-    this.#history.push(d);
-    if (this.#history.length > HISTORY) this.#history.shift();
-    if (d.role === 'vm') {
-      (d as VmRecord).channel.hypervisorEnd.close();
-      this.reports.drop(d.id);
-    }
+    if (!this.domains.teardown(d)) return;
+    this.vms.destroyed(d);
     if (d.role === 'minidomain') {
       if (this.#mini === d) this.#mini = undefined;
       if (kind !== undefined) this.events.record(kind, d.id, { reason: reason.slice(0, 200) });
@@ -433,12 +305,6 @@ export class Hypervisor {
     );
   }
 
-  #vm(vmId: DomainId): VmRecord {
-    const d = this.#domains.get(vmId) ?? this.#history.find((h) => h.id === vmId);
-    if (d?.role !== 'vm') throw new TrustlaunchError('NOT_FOUND', `no VM ${vmId}`);
-    return d as VmRecord;
-  }
-
   #deny(actor: DomainId, e: TrustlaunchError): never {
     this.events.record('ASSIGNMENT_DENIED', actor, { message: e.message, reason: typeof e.detail?.['reason'] === 'string' ? e.detail['reason'] : '' });
     throw e;
@@ -457,7 +323,7 @@ export class Hypervisor {
       measure: async (domainId, digest) => {
         const launch = ++this.#launches;
         await this.measured.measureMiniDomain(digest, launch);
-        const mini = this.#domains.get(domainId) as MiniDomainRecord;
+        const mini = this.domains.get(domainId) as MiniDomainRecord;
         mini.launch = Object.freeze({ domainId, digest, launch });
         return mini.launch;
       },
@@ -475,7 +341,7 @@ export class Hypervisor {
       },
       start: (domainId, imageBytes) => this.#startMiniDomain(domainId, imageBytes),
       destroy: (domainId, reason) => {
-        const d = this.#domains.get(domainId);
+        const d = this.domains.get(domainId);
         return d === undefined ? Promise.resolve() : this.#destroy(d, reason);
       },
       refused: (domainId, expected, actual) => this.events.record('LAUNCH_DIGEST_MISMATCH', domainId, { expected, actual }),
@@ -489,13 +355,12 @@ export class Hypervisor {
     if (image.length > this.#limits.maxMiniDomainImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a mini-domain image has at most ${this.#limits.maxMiniDomainImageBytes} bytes`);
     const imagePages = pagesFor(image.length);
     const mailboxPages = this.#limits.mailboxBytes / PAGE_SIZE;
-    const base = this.#createDomain('minidomain', 'minidomain', imagePages + 2 * mailboxPages);
+    const base = this.domains.create('minidomain', 'minidomain', imagePages + 2 * mailboxPages);
     const mini: MiniDomainRecord = Object.assign(base, {
       role: 'minidomain' as const,
       launch: undefined,
       mailbox: { command: imagePages * PAGE_SIZE, response: (imagePages + mailboxPages) * PAGE_SIZE },
     });
-    this.#domains.set(mini.id, mini);
     this.#mini = mini;
     mini.memory.write(0, image);
     return { domainId: mini.id, memory: mini.memory, imageBytes: image.length };
@@ -540,28 +405,6 @@ export class Hypervisor {
   async #devicePowerOn(): Promise<void> {
     await this.#parts.slot.run((d) => d.powerOn());
     await this.remeasure();
-  }
-
-  #fromGuest(vm: VmRecord, message: unknown): void {
-    if (vm.state === 'destroyed' || typeof message !== 'object' || message === null) return;
-    const m = message as Record<string, unknown>;
-    if (m['v'] !== 1) return;
-    if (m['type'] === 'host-key') {
-      const key = SshPublicKeySchema.safeParse(m['key']);
-      if (!key.success) {
-        this.events.record('VM_CHANNEL_VIOLATION', vm.id, { reason: 'malformed host-key message' });
-        return;
-      }
-      if (this.reports.get(vm.id) !== undefined) {
-        // The first key is what gets attested; a second one is a protocol violation.
-        this.events.record('VM_CHANNEL_VIOLATION', vm.id, { reason: 'second host-key message ignored' });
-        return;
-      }
-      const [type, body] = key.data.split(' ') as [string, string];
-      this.reports.put({ vmId: vm.id, name: vm.name, kernelDigest: vm.kernelDigest as Digest, sshHostKey: `${type} ${body}`, reportedAt: this.#parts.clock().toISOString() });
-      return;
-    }
-    if (m['type'] === 'ready' && Number.isInteger(m['sshPort']) && (m['sshPort'] as number) > 0 && (m['sshPort'] as number) < 65536) vm.sshPort = m['sshPort'] as number;
   }
 }
 

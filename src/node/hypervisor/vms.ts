@@ -1,0 +1,178 @@
+// VMs (DESIGN.md §4.2 steps 3–5): the image dom0 hands over is copied into VM memory and
+// the copy hashed (the kernel digest); starting hands the VM runner the measured bytes
+// and the VM's capability with the guest end of its private channel; the hypervisor end
+// reads the guest's messages, and the first valid host key becomes the VM's report.
+import { TrustlaunchError } from '../../protocol/errors.js';
+import type { Digest } from '../../protocol/digest.js';
+import { IdSchema, SshPublicKeySchema } from '../../protocol/messages.js';
+import type { VmBuildRequest, VmCapability, VmInfo, VmRunner } from './capabilities.js';
+import type { DomainId } from './domain-id.js';
+import type { DomainRecord, DomainTable } from './domains.js';
+import { hashTheCopy } from './launch-gate.js';
+import type { SecurityEventLog } from './security-events.js';
+import { createVmChannelPair, type VmChannelEndpoint } from './vm-channel.js';
+import type { VmReportInbox } from './vm-reports.js';
+import { PAGE_SIZE } from './vtd/structures.js';
+
+export interface VmRecord extends DomainRecord {
+  readonly role: 'vm';
+  readonly imageBytes: number;
+  kernelDigest: Digest | undefined;
+  readonly guest: unknown;
+  readonly channel: { readonly hypervisorEnd: VmChannelEndpoint; readonly guestEnd: VmChannelEndpoint };
+  sshPort: number | null;
+}
+
+/** What the VM manager needs from the hypervisor. */
+export interface VmHost {
+  readonly domains: DomainTable;
+  readonly events: SecurityEventLog;
+  readonly reports: VmReportInbox;
+  readonly limits: { readonly maxVmImageBytes: number; readonly maxVmMemoryBytes: number; readonly maxVms: number };
+  readonly runner: VmRunner | undefined;
+  readonly clock: () => Date;
+  destroy(d: DomainRecord, reason: string): Promise<void>;
+  /** Destroys the domain when its execution ends on its own. */
+  watch(d: DomainRecord): void;
+  capability(vmId: DomainId, channel: VmChannelEndpoint): VmCapability;
+}
+
+const pagesFor = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
+
+export class VmManager {
+  readonly #host: VmHost;
+
+  constructor(host: VmHost) {
+    this.#host = host;
+  }
+
+  async build(req: VmBuildRequest): Promise<VmInfo> {
+    const { limits, domains } = this.#host;
+    if (!IdSchema.safeParse(req.name).success) throw new TrustlaunchError('MALFORMED_REQUEST', 'a VM name is a lowercase DNS label');
+    if (!(req.image instanceof Uint8Array)) throw new TypeError('image must be bytes');
+    if (req.image.length < 1 || req.image.length > limits.maxVmImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a VM image has 1..${limits.maxVmImageBytes} bytes`);
+    const imagePages = pagesFor(req.image.length);
+    const memoryBytes = req.memoryBytes ?? imagePages * PAGE_SIZE + 1024 * 1024;
+    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < imagePages * PAGE_SIZE || memoryBytes > limits.maxVmMemoryBytes) {
+      throw new TrustlaunchError('CAPACITY_EXCEEDED', `VM memory must hold the image and stay within ${limits.maxVmMemoryBytes} bytes`);
+    }
+    const live = domains.values().filter((d): d is VmRecord => d.role === 'vm');
+    if (live.length >= limits.maxVms) throw new TrustlaunchError('CAPACITY_EXCEEDED', `this node runs at most ${limits.maxVms} VMs`);
+    if (live.some((v) => v.name === req.name)) throw new TrustlaunchError('CONFLICT', `a VM named ${req.name} exists`);
+
+    const base = domains.create('vm', req.name, pagesFor(memoryBytes));
+    // Copy now, before the first await: dom0's buffer is never read again.
+    base.memory.write(0, req.image);
+    const vm: VmRecord = Object.assign(base, {
+      role: 'vm' as const,
+      imageBytes: req.image.length,
+      kernelDigest: undefined,
+      guest: req.guest,
+      channel: createVmChannelPair(),
+      sshPort: null,
+    });
+    vm.channel.hypervisorEnd.onMessage((m) => this.#fromGuest(vm, m));
+    try {
+      vm.kernelDigest = await hashTheCopy(vm.memory, vm.imageBytes);
+    } catch (e) {
+      await this.#host.destroy(vm, 'build failed');
+      throw e;
+    }
+    if (vm.state === 'destroyed') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vm.id} was destroyed while it was being built`);
+    return this.info(vm.id);
+  }
+
+  async start(vmId: DomainId): Promise<VmInfo> {
+    const vm = this.#vm(vmId);
+    if (vm.state !== 'building' || vm.kernelDigest === undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is ${vm.state}`);
+    vm.state = 'running';
+    const runner = this.#host.runner;
+    if (runner !== undefined) {
+      try {
+        vm.execution = await runner({
+          capability: this.#host.capability(vm.id, vm.channel.guestEnd),
+          name: vm.name,
+          image: vm.memory.read(0, vm.imageBytes),
+          kernelDigest: vm.kernelDigest,
+          guest: vm.guest,
+          sendToGuest: (message) => vm.channel.hypervisorEnd.send(message),
+        });
+      } catch (e) {
+        await this.#host.destroy(vm, 'boot failed');
+        throw new TrustlaunchError('VM_BOOT_FAILED', `VM ${vmId} did not boot: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+      this.#host.watch(vm);
+    }
+    return this.info(vmId);
+  }
+
+  async destroy(vmId: DomainId): Promise<void> {
+    await this.#host.destroy(this.#vm(vmId), 'destroyed by dom0');
+  }
+
+  /** Called by the hypervisor once a VM domain is torn down. */
+  destroyed(d: DomainRecord): void {
+    if (d.role !== 'vm') return;
+    (d as VmRecord).channel.hypervisorEnd.close();
+    this.#host.reports.drop(d.id);
+  }
+
+  info(vmId: DomainId): VmInfo {
+    const vm = this.#vm(vmId);
+    if (vm.kernelDigest === undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is still being measured`);
+    return Object.freeze({
+      vmId: vm.id,
+      name: vm.name,
+      state: vm.state,
+      kernelDigest: vm.kernelDigest,
+      imageBytes: vm.imageBytes,
+      memoryBytes: vm.memory.size,
+      hostKeyReported: this.#host.reports.get(vm.id) !== undefined,
+      sshPort: vm.sshPort,
+    });
+  }
+
+  infos(): VmInfo[] {
+    return this.#host.domains
+      .all()
+      .filter((d) => d.role === 'vm' && (d as VmRecord).kernelDigest !== undefined)
+      .map((d) => this.info(d.id));
+  }
+
+  sendHostCertificate(vmId: DomainId, certificate: string): void {
+    const vm = this.#vm(vmId);
+    if (vm.state !== 'running') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is ${vm.state}`);
+    if (typeof certificate !== 'string' || certificate.length > 16_384) throw new TrustlaunchError('MALFORMED_REQUEST', 'a host certificate is an OpenSSH certificate line');
+    vm.channel.hypervisorEnd.send({ v: 1, type: 'host-certificate', certificate });
+  }
+
+  #vm(vmId: DomainId): VmRecord {
+    const d = this.#host.domains.find(vmId);
+    if (d?.role !== 'vm') throw new TrustlaunchError('NOT_FOUND', `no VM ${vmId}`);
+    return d as VmRecord;
+  }
+
+  /** Messages from the guest (docs/vm-channel.md); unknown types are ignored. */
+  #fromGuest(vm: VmRecord, message: unknown): void {
+    if (vm.state === 'destroyed' || typeof message !== 'object' || message === null) return;
+    const m = message as Record<string, unknown>;
+    if (m['v'] !== 1) return;
+    if (m['type'] === 'host-key') {
+      const key = SshPublicKeySchema.safeParse(m['key']);
+      if (!key.success) {
+        this.#host.events.record('VM_CHANNEL_VIOLATION', vm.id, { reason: 'malformed host-key message' });
+        return;
+      }
+      if (this.#host.reports.get(vm.id) !== undefined) {
+        // The first key is what gets attested; a second one is a protocol violation.
+        this.#host.events.record('VM_CHANNEL_VIOLATION', vm.id, { reason: 'second host-key message ignored' });
+        return;
+      }
+      const [type, body] = key.data.split(' ') as [string, string];
+      this.#host.reports.put({ vmId: vm.id, name: vm.name, kernelDigest: vm.kernelDigest as Digest, sshHostKey: `${type} ${body}`, reportedAt: this.#host.clock().toISOString() });
+      return;
+    }
+    const port = m['sshPort'];
+    if (m['type'] === 'ready' && typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536) vm.sshPort = port;
+  }
+}

@@ -36,7 +36,9 @@ export function verifyTpmtSignature(key: KeyObject, sig: TpmtSignature, message:
         if (keyType !== 'ec') return false;
         const size = ecSize(key);
         if (sig.signatureR.length > size || sig.signatureS.length > size) return false;
-        const p1363 = Buffer.concat([padTo(sig.signatureR, size), padTo(sig.signatureS, size)]);
+        // r and s are almost always full-length already; pad only when a TPM stripped zeros
+        const full = sig.signatureR.length === size && sig.signatureS.length === size;
+        const p1363 = full ? Buffer.concat([sig.signatureR, sig.signatureS], 2 * size) : Buffer.concat([padTo(sig.signatureR, size), padTo(sig.signatureS, size)]);
         return verify(nodeHashName(sig.hash), message, { key, dsaEncoding: 'ieee-p1363' }, p1363);
       }
       case TPM_ALG.RSASSA:

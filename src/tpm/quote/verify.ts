@@ -98,8 +98,13 @@ function checkTpmGenerated(attest: Buffer): void {
   if (type !== TPM_ST.ATTEST_QUOTE) fail('checkTpmGenerated', 'QUOTE_NOT_TPM_GENERATED', `type 0x${type.toString(16)} is not TPM_ST_ATTEST_QUOTE`);
 }
 
+/** A Buffer over the same memory (parsed fields are already private copies, so no second copy). */
+function view(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 function checkQualifyingData(attest: TpmsAttest, expected: Uint8Array): void {
-  if (!Buffer.from(attest.extraData).equals(expected)) fail('checkQualifyingData', 'QUALIFYING_DATA_MISMATCH', 'extraData differs from the expected qualifying data');
+  if (!view(attest.extraData).equals(expected)) fail('checkQualifyingData', 'QUALIFYING_DATA_MISMATCH', 'extraData differs from the expected qualifying data');
 }
 
 /** The quoted (bank, index) set must equal the supplied set: every quoted PCR supplied, every supplied PCR quoted. */
@@ -120,7 +125,7 @@ function checkPcrSelection(info: TpmsQuoteInfo, supplied: ReadonlyMap<number, Bu
 
 function checkPcrDigest(ak: VerifierKey, info: TpmsQuoteInfo, supplied: ReadonlyMap<number, Buffer>): Buffer {
   const digest = pcrDigest(ak.hashAlg, info.pcrSelect, (_bank, i) => supplied.get(i));
-  if (digest === undefined || !digest.equals(info.pcrDigest)) fail('checkPcrDigest', 'PCR_DIGEST_MISMATCH', 'pcrDigest differs from the digest of the supplied PCR values');
+  if (digest === undefined || !digest.equals(view(info.pcrDigest))) fail('checkPcrDigest', 'PCR_DIGEST_MISMATCH', 'pcrDigest differs from the digest of the supplied PCR values');
   return digest;
 }
 
@@ -138,8 +143,8 @@ export function verifyQuote(quote: TpmQuote, expected: QuoteExpectations): Verif
   step('checkPcrSelection', () => checkPcrSelection(info, q.pcrs));
   const digest = step('checkPcrDigest', () => checkPcrDigest(ak, info, q.pcrs));
   return {
-    qualifiedSigner: Buffer.from(attest.qualifiedSigner),
-    extraData: Buffer.from(attest.extraData),
+    qualifiedSigner: view(attest.qualifiedSigner),
+    extraData: view(attest.extraData),
     clockInfo: attest.clockInfo,
     firmwareVersion: attest.firmwareVersion,
     pcrs: q.pcrs,

@@ -175,13 +175,19 @@ export class TpmEngine {
 
   #load(o: SimObject): LoadedObject {
     const publicBytes = fromBase64url(o.public, 'TPM_PARSE_ERROR');
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey({ key: fromBase64url(o.private, 'TPM_PARSE_ERROR'), format: 'der', type: 'pkcs8' });
+    } catch (cause) {
+      throw new TrustlaunchError('TPM_PARSE_ERROR', `software TPM state: the private key of object 0x${o.handle.toString(16)} is damaged`, { cause });
+    }
     return {
       handle: o.handle,
       public: parseTpmtPublic(publicBytes),
       publicBytes,
       name: objectName(publicBytes),
       qualifiedName: fromBase64url(o.qualifiedName, 'TPM_PARSE_ERROR'),
-      privateKey: createPrivateKey({ key: fromBase64url(o.private, 'TPM_PARSE_ERROR'), format: 'der', type: 'pkcs8' }),
+      privateKey,
     };
   }
 

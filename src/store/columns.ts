@@ -21,6 +21,9 @@ export const COLUMN = {
   json: 'text',
 } as const;
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = -MAX_SAFE;
+
 /**
  * An integer read from the database as a number. Both drivers already return numbers
  * (openDatabase installs an int8 parser on PostgreSQL); this also accepts the
@@ -37,9 +40,6 @@ export function toInt(value: unknown): number {
   }
   return n;
 }
-
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const MIN_SAFE = -MAX_SAFE;
 
 /** A time column's value: milliseconds since the epoch. */
 export function toMillis(date: Date | number): number {

@@ -55,30 +55,10 @@ export async function openDatabase<DB>(url: string, opts: OpenOptions): Promise<
   const readonly = opts.readonly ?? false;
   const onError = opts.onError ?? warn;
 
-  let db: Kysely<DB>;
-  let notifier: ClosableNotifier;
-  let release: () => Promise<void>;
-  if (target.dialect === 'sqlite') {
-    const opened = openSqlite(target.path, readonly);
-    db = opened.db as Kysely<DB>;
-    release = opened.release;
-    const memory = target.path === ':memory:';
-    notifier = new InProcessNotifier(memory ? undefined : realpathSync(target.path), onError);
-  } else {
-    const applicationName = `trustlaunch-${opts.namespace}`.slice(0, 63);
-    const { dialect } = await openPostgres(target.connectionString, { applicationName, readonly, onError });
-    const pgDb = new Kysely<DB>({ dialect });
-    db = pgDb;
-    release = () => pgDb.destroy();
-    const listenConfig = clientConfig(target.connectionString, { applicationName: `${applicationName}-listen`.slice(0, 63), readonly: false });
-    notifier = new PostgresNotifier(
-      listenConfig,
-      async (channel, payload) => {
-        await sql`select pg_notify(${channel}, ${payload})`.execute(db);
-      },
-      onError,
-    );
-  }
+  const { db, notifier, release } =
+    target.dialect === 'sqlite'
+      ? connectSqlite<DB>(target.path, readonly, onError)
+      : await connectPostgres<DB>(target.connectionString, opts.namespace, readonly, onError);
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => (closed ??= notifier.close().finally(release));
@@ -96,6 +76,8 @@ export async function openDatabase<DB>(url: string, opts: OpenOptions): Promise<
     dialect: target.dialect,
     notifier,
     async ping() {
+      // Checked here too: on SQLite the connection may live on for other handles.
+      if (closed !== undefined) throw new TrustlaunchError('UNAVAILABLE', `database handle for ${redactUrl(url)} is closed`);
       try {
         await sql`select 1`.execute(db);
       } catch (e) {
@@ -104,4 +86,33 @@ export async function openDatabase<DB>(url: string, opts: OpenOptions): Promise<
     },
     close,
   };
+}
+
+interface Connected<DB> {
+  readonly db: Kysely<DB>;
+  readonly notifier: ClosableNotifier;
+  /** Closes (or, for a shared SQLite connection, lets go of) the connection. */
+  readonly release: () => Promise<void>;
+}
+
+function connectSqlite<DB>(path: string, readonly: boolean, onError: (error: Error) => void): Connected<DB> {
+  const opened = openSqlite(path, readonly);
+  const hub = path === ':memory:' ? undefined : realpathSync(path);
+  return { db: opened.db as Kysely<DB>, notifier: new InProcessNotifier(hub, onError), release: opened.release };
+}
+
+async function connectPostgres<DB>(
+  connectionString: string,
+  namespace: string,
+  readonly: boolean,
+  onError: (error: Error) => void,
+): Promise<Connected<DB>> {
+  const applicationName = `trustlaunch-${namespace}`;
+  const { dialect } = await openPostgres(connectionString, { applicationName, readonly, onError });
+  const db = new Kysely<DB>({ dialect });
+  const listen = clientConfig(connectionString, { applicationName: `${applicationName}-listen`, readonly: false });
+  const notify = async (channel: string, payload: string): Promise<void> => {
+    await sql`select pg_notify(${channel}, ${payload})`.execute(db);
+  };
+  return { db, notifier: new PostgresNotifier(listen, notify, onError), release: () => db.destroy() };
 }

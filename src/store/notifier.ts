@@ -91,6 +91,7 @@ const hubs = new Map<string, { registry: ListenerRegistry; handles: number }>();
 /** The SQLite notifier: an in-process hub keyed by the database file (or private for :memory:). */
 export class InProcessNotifier implements Notifier {
   readonly #key: string | undefined;
+  readonly #onError: (error: Error) => void;
   readonly #registry: ListenerRegistry;
   readonly #mine = new Map<NotificationListener, string>();
   #closed = false;
@@ -98,6 +99,7 @@ export class InProcessNotifier implements Notifier {
   /** `key`: the database file's real path; undefined for a private hub (:memory:). */
   constructor(key: string | undefined, onError: (error: Error) => void) {
     this.#key = key;
+    this.#onError = onError;
     if (key === undefined) {
       this.#registry = new ListenerRegistry(onError);
       return;
@@ -122,9 +124,15 @@ export class InProcessNotifier implements Notifier {
   async subscribe(channel: string, listener: NotificationListener): Promise<Unsubscribe> {
     checkChannel(channel);
     if (this.#closed) throw new Error('notifier is closed');
-    // Wrapped, so one function subscribed twice is two subscriptions, and close() can
-    // remove exactly this handle's listeners from a shared hub.
-    const own: NotificationListener = (payload) => listener(payload);
+    // Wrapped, so one function subscribed twice is two subscriptions, close() can remove
+    // exactly this handle's listeners from a shared hub, and a throw reaches this handle's onError.
+    const own: NotificationListener = (payload) => {
+      try {
+        listener(payload);
+      } catch (e) {
+        this.#onError(e instanceof Error ? e : new Error(String(e)));
+      }
+    };
     this.#registry.add(channel, own);
     this.#mine.set(own, channel);
     return () => {

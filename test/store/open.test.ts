@@ -60,6 +60,11 @@ forEachDatabase('store handle', (open) => {
       setImmediate(release);
       await Promise.all([first, second]);
       assert.equal((await b.db.selectFrom('items').selectAll().execute()).length, 2);
+      // Closing one handle leaves the other working, and the closed one says so.
+      await a.close();
+      await assert.rejects(a.ping(), (e: unknown) => isTrustlaunchError(e, 'UNAVAILABLE'));
+      await b.ping();
+      assert.equal((await b.db.selectFrom('items').selectAll().execute()).length, 2);
     });
   }
 });

@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { PostgresDialect } from 'kysely';
 import { TrustlaunchError } from '../protocol/errors.js';
+import { toSafeInteger } from './safe-integers.js';
 import { redactUrl } from './url.js';
 
 export const PG_POOL_MAX = 10;
@@ -18,20 +19,10 @@ const MIN_SERVER_VERSION = 110000;
 
 const INT8_OID = 20;
 
-/**
- * int8 as a number, never a string, and never silently rounded: a value outside
- * ±(2^53−1) fails the query (pg turns a parser exception into the query's error).
- */
-function parseInt8(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n)) {
-    throw new RangeError(`int8 value ${text} is outside the JavaScript safe integer range`);
-  }
-  return n;
-}
-
 function getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
-  if (oid === INT8_OID && format !== 'binary') return parseInt8;
+  // int8 (our times) as a number, not pg's string; unsafe values fail the query (pg turns a
+  // parser exception into the query's error).
+  if (oid === INT8_OID && format !== 'binary') return toSafeInteger;
   return pg.types.getTypeParser(oid, format) as (value: string) => unknown;
 }
 

@@ -1,6 +1,6 @@
 // SQLite through better-sqlite3: a 0600 file, WAL with synchronous=FULL, a busy timeout,
-// foreign keys and recursive triggers on, and a Kysely dialect whose transactions start
-// with BEGIN IMMEDIATE.
+// foreign keys and recursive triggers on, a Kysely dialect whose transactions start with
+// BEGIN IMMEDIATE, integers as numbers, and one shared connection per file per process.
 import { closeSync, constants, existsSync, mkdirSync, openSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -13,15 +13,10 @@ import {
   type DatabaseConnection,
   type DialectAdapter,
   type Driver,
-  type KyselyPlugin,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
-  type QueryResult,
-  type RootOperationNode,
   type SqliteDialectConfig,
-  type UnknownRow,
 } from 'kysely';
 import { TrustlaunchError } from '../protocol/errors.js';
+import { SafeIntegerPlugin } from './safe-integers.js';
 
 /** How long a writer waits for another process's write lock before SQLITE_BUSY. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5_000;
@@ -81,35 +76,6 @@ function createPrivateFile(path: string): void {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
-}
-
-/**
- * Integers come back as numbers, as on PostgreSQL — and, as there, a value outside
- * ±(2^53−1) fails the query instead of being rounded (better-sqlite3 would round it
- * silently). The connection reads integers as BigInt (safeIntegers); this converts them.
- */
-class SafeIntegerPlugin implements KyselyPlugin {
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    return args.node;
-  }
-
-  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    for (const row of args.result.rows) {
-      for (const [key, value] of Object.entries(row)) {
-        if (typeof value === 'bigint') row[key] = toSafeNumber(value);
-      }
-    }
-    return Promise.resolve(args.result);
-  }
-}
-
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-function toSafeNumber(value: bigint): number {
-  if (value > MAX_SAFE || value < -MAX_SAFE) {
-    throw new RangeError(`integer ${value} is outside the JavaScript safe integer range`);
-  }
-  return Number(value);
 }
 
 interface SharedConnection {

@@ -20,7 +20,7 @@ import { testMigrations, type TestSchema } from './fixtures/schema.js';
 const TIMES = [0, 1, -1, 1_732_579_200_000, Date.now(), Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER];
 
 forEachDatabase('store columns', (open) => {
-  void it('returns time columns as the same numbers', async () => {
+  it('returns time columns as the same numbers', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('items').values(TIMES.map((t, i) => ({ id: `i${i}`, owner: `o${i}`, created_at: t }))).execute();
     const rows = await db.selectFrom('items').select(['id', 'created_at']).orderBy('id').execute();
@@ -34,7 +34,7 @@ forEachDatabase('store columns', (open) => {
     assert.equal(later.length, 2);
   });
 
-  void it('returns counts and integer expressions as numbers', async () => {
+  it('returns counts and integer expressions as numbers', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('items').values([{ id: 'a', owner: 'a', created_at: 5 }, { id: 'b', owner: 'b', created_at: 7 }]).execute();
     const { n } = await db.selectFrom('items').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
@@ -43,7 +43,7 @@ forEachDatabase('store columns', (open) => {
     assert.deepEqual(rows, [{ t: Number.MAX_SAFE_INTEGER }]);
   });
 
-  void it('fails a query whose integer would not survive as a number, instead of rounding it', async () => {
+  it('fails a query whose integer would not survive as a number, instead of rounding it', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await assert.rejects(sql`select cast(9007199254740993 as bigint) as t`.execute(db), /outside the JavaScript safe integer range/);
     await assert.rejects(sql`select cast(-9223372036854775808 as bigint) as t`.execute(db), /outside the JavaScript safe integer range/);
@@ -51,7 +51,7 @@ forEachDatabase('store columns', (open) => {
     assert.deepEqual((await sql<{ one: unknown }>`select 1 as one`.execute(db)).rows, [{ one: 1 }]);
   });
 
-  void it('round-trips booleans, canonical JSON and bytes', async () => {
+  it('round-trips booleans, canonical JSON and bytes', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     const bytes = Buffer.from([0, 1, 2, 250, 251, 252, 253, 254, 255]);
     await db
@@ -70,8 +70,8 @@ forEachDatabase('store columns', (open) => {
   });
 });
 
-void describe('store column codecs', () => {
-  void it('toInt accepts safe integers in any driver shape and refuses the rest', () => {
+describe('store column codecs', () => {
+  it('toInt accepts safe integers in any driver shape and refuses the rest', () => {
     assert.equal(toInt(5), 5);
     assert.equal(toInt(5n), 5);
     assert.equal(toInt('-12'), -12);
@@ -80,7 +80,7 @@ void describe('store column codecs', () => {
     }
   });
 
-  void it('decodes only what the encoders produce', () => {
+  it('decodes only what the encoders produce', () => {
     assert.equal(toMillis(new Date(1_700_000_000_123)), 1_700_000_000_123);
     assert.throws(() => toMillis(new Date(NaN)), TypeError);
     assert.throws(() => decodeBool(2), (e: unknown) => isTrustlaunchError(e, 'INTERNAL'));

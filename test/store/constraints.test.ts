@@ -28,7 +28,7 @@ async function refusedAsAppendOnly(promise: Promise<unknown>, what: string): Pro
 }
 
 forEachDatabase('store constraints', (open) => {
-  void it('recognises primary key and unique violations, and nothing else as one', async () => {
+  it('recognises primary key and unique violations, and nothing else as one', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('items').values(item('i1', 'alice')).execute();
     for (const [row, what] of [
@@ -53,14 +53,14 @@ forEachDatabase('store constraints', (open) => {
     assert.equal((await db.selectFrom('items').selectAll().execute()).length, 1);
   });
 
-  void it('finds the driver error through a wrapping cause', async () => {
+  it('finds the driver error through a wrapping cause', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('items').values(item('i1', 'alice')).execute();
     const e = await db.insertInto('items').values(item('i1', 'alice')).execute().catch((x: unknown) => x);
     assert.ok(isUniqueViolation(new Error('while storing', { cause: e })));
   });
 
-  void it('rolls back the whole transaction a unique violation aborts', async () => {
+  it('rolls back the whole transaction a unique violation aborts', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('items').values(item('i1', 'alice')).execute();
     await assert.rejects(
@@ -73,7 +73,7 @@ forEachDatabase('store constraints', (open) => {
     assert.deepEqual((await db.selectFrom('items').select('id').execute()).map((r) => r.id), ['i1']);
   });
 
-  void it('refuses UPDATE and DELETE on an append-only table, by any route, and keeps the row', async () => {
+  it('refuses UPDATE and DELETE on an append-only table, by any route, and keeps the row', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     await db.insertInto('decisions').values(decision).execute();
     await db.insertInto('decisions').values({ ...decision, id: 'd2' }).execute(); // appending still works
@@ -107,7 +107,7 @@ forEachDatabase('store constraints', (open) => {
     assert.deepEqual(rows, [decision, { ...decision, id: 'd2' }]);
   });
 
-  void it('lifts the guard only through a migration calling dropAppendOnly', async () => {
+  it('lifts the guard only through a migration calling dropAppendOnly', async () => {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations see any schema
     type AnyDb = Kysely<any>;
     const base: Migrations = {
@@ -130,7 +130,7 @@ forEachDatabase('store constraints', (open) => {
     assert.deepEqual(await db.selectFrom('log').selectAll().execute(), []);
   });
 
-  void it('refuses table names that are not plain identifiers', async () => {
+  it('refuses table names that are not plain identifiers', async () => {
     const { db } = await open(testMigrations, 'store_test');
     await assert.rejects(appendOnly(db, 'decisions; drop table items'), TypeError);
     await assert.rejects(appendOnly(db, 'Decisions'), TypeError);

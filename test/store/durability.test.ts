@@ -25,7 +25,7 @@ forEachDatabase('store durability', (open) => {
     for (const w of writers.splice(0)) if (w.child.exitCode === null && w.child.signalCode === null) w.kill();
   });
 
-  void it('keeps every commit a killed writer reported', TIMEOUT, async () => {
+  it('keeps every commit a killed writer reported', TIMEOUT, async () => {
     const writer = spawnWriter(['commit-loop', await open.url(), 'w1']);
     await writer.waitFor((line) => line === String(KILL_AFTER));
     writer.kill();
@@ -46,7 +46,7 @@ forEachDatabase('store durability', (open) => {
     }
   });
 
-  void it('lets exactly one of two processes claim each key', TIMEOUT, async () => {
+  it('lets exactly one of two processes claim each key', TIMEOUT, async () => {
     const url = await open.url();
     // Both open (and migrate) the fresh database at the same moment: a race in itself.
     const a = spawnWriter(['race', url, 'A', String(RACE_KEYS)]);

@@ -32,7 +32,7 @@ async function executed(db: AnyDb, namespace: string): Promise<string[]> {
 const isMigrationFailed = (e: unknown): boolean => isTrustlaunchError(e, 'MIGRATION_FAILED');
 
 forEachDatabase('store migrations', (open) => {
-  void it('runs migrations in name order, each once', async () => {
+  it('runs migrations in name order, each once', async () => {
     const ran: string[] = [];
     // Deliberately listed out of order: the names decide.
     const migrations: Migrations = { '0003_c': creates('c', ran), '0001_a': creates('a', ran), '0002_b': creates('b', ran) };
@@ -48,7 +48,7 @@ forEachDatabase('store migrations', (open) => {
     assert.deepEqual(await executed(third.db, 'ns'), ['0001_a', '0002_b', '0003_c', '0004_d']);
   });
 
-  void it('refuses a new migration that sorts before one already run, changing nothing', async () => {
+  it('refuses a new migration that sorts before one already run, changing nothing', async () => {
     const ran: string[] = [];
     const h = await open({ '0002_b': creates('b', ran) }, 'ns');
     await assert.rejects(open({ '0001_a': creates('a', ran), '0002_b': creates('b', ran) }, 'ns'), isMigrationFailed);
@@ -57,7 +57,7 @@ forEachDatabase('store migrations', (open) => {
     assert.ok(!(await tableNames(h.db)).includes('a'));
   });
 
-  void it('rolls back a failing batch entirely and names the failing migration', async () => {
+  it('rolls back a failing batch entirely and names the failing migration', async () => {
     const ran: string[] = [];
     const h = await open({ '0001_a': creates('a', ran) }, 'ns');
     const broken: Migration = {
@@ -81,7 +81,7 @@ forEachDatabase('store migrations', (open) => {
     assert.deepEqual(await executed(h.db, 'ns'), ['0001_a', '0002_b', '0003_c']);
   });
 
-  void it('keeps namespaces apart on one database', async () => {
+  it('keeps namespaces apart on one database', async () => {
     const ran: string[] = [];
     const ca = await open({ '0001_init': creates('ca_things', ran) }, 'ca');
     await open({ '0001_init': creates('manager_things', ran) }, 'manager');
@@ -94,7 +94,7 @@ forEachDatabase('store migrations', (open) => {
     assert.deepEqual(await executed(ca.db, 'manager'), ['0001_init']);
   });
 
-  void it('runs each migration once when several handles open one new database together', async () => {
+  it('runs each migration once when several handles open one new database together', async () => {
     const ran: string[] = [];
     const migrations: Migrations = { '0001_a': creates('a', ran), '0002_b': creates('b', ran) };
     const handles = await Promise.all([1, 2, 3, 4].map(() => open(migrations, 'ns')));
@@ -102,7 +102,7 @@ forEachDatabase('store migrations', (open) => {
     assert.deepEqual(await executed(handles[0]!.db, 'ns'), ['0001_a', '0002_b']);
   });
 
-  void it('opens read-only only a database that is fully migrated, and refuses writes through it', async () => {
+  it('opens read-only only a database that is fully migrated, and refuses writes through it', async () => {
     const ran: string[] = [];
     const migrations: Migrations = { '0001_a': creates('a', ran) };
     await open(migrations, 'ns');
@@ -117,7 +117,7 @@ forEachDatabase('store migrations', (open) => {
     assert.deepEqual(ran, ['a']);
   });
 
-  void it('refuses malformed namespaces and migration names as caller errors', async () => {
+  it('refuses malformed namespaces and migration names as caller errors', async () => {
     await assert.rejects(open({}, 'CA'), TypeError);
     await assert.rejects(open({}, 'a-b'), TypeError);
     await assert.rejects(open({ '1_a': creates('a', []) }, 'ns'), TypeError);

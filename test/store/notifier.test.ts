@@ -37,7 +37,7 @@ async function barrier(from: Notifier, channel: string, inbox: Inbox, payload: s
 }
 
 forEachDatabase('store notifier', (open) => {
-  void it('delivers a publish from one handle to subscribers of another, and to its own', async () => {
+  it('delivers a publish from one handle to subscribers of another, and to its own', async () => {
     const a = await open(testMigrations, 'store_test');
     const b = await open(testMigrations, 'store_test');
     const onB = new Inbox();
@@ -54,7 +54,7 @@ forEachDatabase('store notifier', (open) => {
     assert.deepEqual(elsewhere.got, ['marker'], 'the other channel saw only its own publish');
   });
 
-  void it('stops delivering after unsubscribe, to that listener only', async () => {
+  it('stops delivering after unsubscribe, to that listener only', async () => {
     const a = await open(testMigrations, 'store_test');
     const b = await open(testMigrations, 'store_test');
     const gone = new Inbox();
@@ -70,7 +70,7 @@ forEachDatabase('store notifier', (open) => {
     assert.deepEqual(stays.got, ['one', 'two', 'three']);
   });
 
-  void it('reports a throwing listener and still delivers to the others', async () => {
+  it('reports a throwing listener and still delivers to the others', async () => {
     const errors: Error[] = [];
     const h = await open(testMigrations, 'store_test', { onError: (e) => errors.push(e) });
     const inbox = new Inbox();
@@ -82,7 +82,7 @@ forEachDatabase('store notifier', (open) => {
     assert.deepEqual(errors.map((e) => e.message), ['listener bug']);
   });
 
-  void it('refuses channel names and payloads one dialect could not carry', async () => {
+  it('refuses channel names and payloads one dialect could not carry', async () => {
     const { notifier } = await open(testMigrations, 'store_test');
     for (const channel of ['', 'Receipts', 'a-b', '1abc', 'x'.repeat(64), 'a;b']) {
       await assert.rejects(notifier.publish(channel, 'p'), TypeError, channel);
@@ -96,7 +96,7 @@ forEachDatabase('store notifier', (open) => {
     await barrier(notifier, 'ok', inbox, 'x'.repeat(MAX_PAYLOAD_BYTES));
   });
 
-  void it('waitFor wakes on a notification from another handle', async () => {
+  it('waitFor wakes on a notification from another handle', async () => {
     const waiter = await open<TestSchema>(testMigrations, 'store_test');
     const writer = await open<TestSchema>(testMigrations, 'store_test');
     const find = async (): Promise<string | undefined> =>
@@ -110,7 +110,7 @@ forEachDatabase('store notifier', (open) => {
     assert.equal(await waiting, 'affirming');
   });
 
-  void it('waitFor finds an unannounced change by re-checking, and gives up at the deadline', async () => {
+  it('waitFor finds an unannounced change by re-checking, and gives up at the deadline', async () => {
     const waiter = await open<TestSchema>(testMigrations, 'store_test');
     const writer = await open<TestSchema>(testMigrations, 'store_test');
     const find = async (id: string): Promise<string | undefined> =>
@@ -128,7 +128,7 @@ forEachDatabase('store notifier', (open) => {
   });
 
   if (open.dialect === 'postgres') {
-    void it('re-listens after its LISTEN session is killed, and reports the loss', async () => {
+    it('re-listens after its LISTEN session is killed, and reports the loss', async () => {
       const errors: Error[] = [];
       const a = await open(testMigrations, 'store_test');
       const b = await open(testMigrations, 'store_test', { onError: (e) => errors.push(e) });

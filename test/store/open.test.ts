@@ -25,7 +25,7 @@ function unavailableWithout(password: string) {
 }
 
 forEachDatabase('store handle', (open) => {
-  void it('pings while open, refuses after close, and closes idempotently', async () => {
+  it('pings while open, refuses after close, and closes idempotently', async () => {
     const h = await open(testMigrations, 'store_test');
     await h.ping();
     await h.close();
@@ -35,7 +35,7 @@ forEachDatabase('store handle', (open) => {
   });
 
   if (open.dialect === 'postgres') {
-    void it('sets up every PostgreSQL session: synchronous commit, timeouts, application name', async () => {
+    it('sets up every PostgreSQL session: synchronous commit, timeouts, application name', async () => {
       const { db } = await open(testMigrations, 'store_test');
       const { rows } = await sql<Record<string, string>>`select current_setting('synchronous_commit') as sync,
         current_setting('statement_timeout') as st, current_setting('idle_in_transaction_session_timeout') as idle,
@@ -45,7 +45,7 @@ forEachDatabase('store handle', (open) => {
   }
 
   if (open.dialect === 'sqlite') {
-    void it('shares one connection among the handles of one file, so they queue instead of blocking', async () => {
+    it('shares one connection among the handles of one file, so they queue instead of blocking', async () => {
       const a = await open<TestSchema>(testMigrations, 'store_test');
       const b = await open<TestSchema>(testMigrations, 'store_test');
       let release!: () => void;
@@ -69,8 +69,8 @@ forEachDatabase('store handle', (open) => {
   }
 });
 
-void describe('store on SQLite', () => {
-  void it('creates the database owner-only (0600), WAL and SHM too, with the durable settings', async () => {
+describe('store on SQLite', () => {
+  it('creates the database owner-only (0600), WAL and SHM too, with the durable settings', async () => {
     const dir = tempDir('tl-store-');
     try {
       const path = `${dir.path}/sub/dir/ca.db`; // parents created, 0700
@@ -93,7 +93,7 @@ void describe('store on SQLite', () => {
     }
   });
 
-  void it('leaves the mode of an existing file alone, and opens a plain path the same way', async () => {
+  it('leaves the mode of an existing file alone, and opens a plain path the same way', async () => {
     const dir = tempDir('tl-store-');
     try {
       const path = `${dir.path}/existing.db`;
@@ -107,7 +107,7 @@ void describe('store on SQLite', () => {
     }
   });
 
-  void it('works in memory, privately per handle', async () => {
+  it('works in memory, privately per handle', async () => {
     const a = await openDatabase<TestSchema>('sqlite::memory:', opts);
     const b = await openDatabase<TestSchema>('sqlite::memory:', opts);
     await a.db.insertInto('items').values({ id: 'a', owner: 'a', created_at: 1 }).execute();
@@ -116,7 +116,7 @@ void describe('store on SQLite', () => {
     await b.close();
   });
 
-  void it('fails with UNAVAILABLE for a file that is not a database, or a place it cannot be', async () => {
+  it('fails with UNAVAILABLE for a file that is not a database, or a place it cannot be', async () => {
     const dir = tempDir('tl-store-');
     try {
       writeFileSync(`${dir.path}/junk.db`, 'this is not an SQLite database, just some text that is long enough'.repeat(20));
@@ -131,28 +131,28 @@ void describe('store on SQLite', () => {
     }
   });
 
-  void it('refuses unsupported URLs before touching anything', async () => {
+  it('refuses unsupported URLs before touching anything', async () => {
     await assert.rejects(openDatabase('mysql://u:p@127.0.0.1/db', opts), (e: unknown) => isTrustlaunchError(e, 'UNSUPPORTED'));
   });
 });
 
-void describe('store on PostgreSQL, unreachable', () => {
+describe('store on PostgreSQL, unreachable', () => {
   const base = (): URL => new URL(requirePostgresUrl());
 
-  void it('fails with UNAVAILABLE when nothing listens, without the password', async () => {
+  it('fails with UNAVAILABLE when nothing listens, without the password', async () => {
     const url = base();
     url.password = 'Sup3rSecretPw';
     url.port = '1'; // loopback, nothing listening
     await assert.rejects(openDatabase(url.toString(), opts), unavailableWithout('Sup3rSecretPw'));
   });
 
-  void it('fails with UNAVAILABLE on a wrong password, without the password', async () => {
+  it('fails with UNAVAILABLE on a wrong password, without the password', async () => {
     const url = base();
     url.password = 'Wr0ngSecretPw';
     await assert.rejects(openDatabase(url.toString(), opts), unavailableWithout('Wr0ngSecretPw'));
   });
 
-  void it('fails with UNAVAILABLE for a database that does not exist', async () => {
+  it('fails with UNAVAILABLE for a database that does not exist', async () => {
     const url = base();
     url.pathname = '/tl_does_not_exist';
     await assert.rejects(openDatabase(url.toString(), opts), unavailableWithout(decodeURIComponent(url.password)));

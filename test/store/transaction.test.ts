@@ -12,7 +12,7 @@ import { testMigrations, type TestSchema } from './fixtures/schema.js';
 const item = (id: string): Insertable<TestSchema['items']> => ({ id, owner: id, created_at: 1, flag: 0, data: '{}', blob: '' });
 
 forEachDatabase('store transactions', (open) => {
-  void it('commits what the function wrote and returns its value', async () => {
+  it('commits what the function wrote and returns its value', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     const out = await transaction(db, async (trx) => {
       await trx.insertInto('items').values(item('a')).execute();
@@ -22,7 +22,7 @@ forEachDatabase('store transactions', (open) => {
     assert.equal((await db.selectFrom('items').selectAll().execute()).length, 1);
   });
 
-  void it('rolls back everything when the function throws, and rethrows', async () => {
+  it('rolls back everything when the function throws, and rethrows', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     const boom = new Error('boom');
     await assert.rejects(
@@ -35,7 +35,7 @@ forEachDatabase('store transactions', (open) => {
     assert.deepEqual(await db.selectFrom('items').selectAll().execute(), []);
   });
 
-  void it('joins an enclosing transaction, so a later failure undoes the inner writes', async () => {
+  it('joins an enclosing transaction, so a later failure undoes the inner writes', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     const store = (trxOrDb: typeof db, id: string): Promise<void> =>
       transaction(trxOrDb, async (trx) => {
@@ -54,7 +54,7 @@ forEachDatabase('store transactions', (open) => {
     assert.deepEqual((await db.selectFrom('items').select('id').execute()).map((r) => r.id), ['c']);
   });
 
-  void it('keeps concurrent transactions of one process apart', async () => {
+  it('keeps concurrent transactions of one process apart', async () => {
     const { db } = await open<TestSchema>(testMigrations, 'store_test');
     const results = await Promise.allSettled(
       Array.from({ length: 20 }, (_, i) =>
@@ -76,8 +76,8 @@ forEachDatabase('store transactions', (open) => {
   });
 });
 
-void describe('store transactions on SQLite', () => {
-  void it('take the write lock at BEGIN (IMMEDIATE), so another process waits instead of failing later', async () => {
+describe('store transactions on SQLite', () => {
+  it('take the write lock at BEGIN (IMMEDIATE), so another process waits instead of failing later', async () => {
     const dir = tempDir('tl-store-');
     const path = `${dir.path}/lock.db`;
     const handle = await openDatabase<TestSchema>(`sqlite:${path}`, { migrations: testMigrations, namespace: 'store_test' });

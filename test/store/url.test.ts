@@ -4,8 +4,8 @@ import { describe, it } from 'node:test';
 import { defaultDatabaseUrl, parseDatabaseUrl, redactUrl } from '../../src/store/index.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 
-void describe('database URLs', () => {
-  void it('reads every accepted form', () => {
+describe('database URLs', () => {
+  it('reads every accepted form', () => {
     assert.deepEqual(parseDatabaseUrl('sqlite:/var/lib/tl/ca.db'), { dialect: 'sqlite', path: '/var/lib/tl/ca.db' });
     assert.deepEqual(parseDatabaseUrl('sqlite:///var/lib/tl/ca.db'), { dialect: 'sqlite', path: '/var/lib/tl/ca.db' });
     assert.deepEqual(parseDatabaseUrl('sqlite:data/ca.db'), { dialect: 'sqlite', path: resolve('data/ca.db') });
@@ -18,13 +18,13 @@ void describe('database URLs', () => {
     assert.deepEqual(parseDatabaseUrl(pgUrl2), { dialect: 'postgres', connectionString: pgUrl2 });
   });
 
-  void it('refuses what it cannot open, with UNSUPPORTED', () => {
+  it('refuses what it cannot open, with UNSUPPORTED', () => {
     for (const url of ['', '   ', 'mysql://u:p@host/db', 'sqlite://host/file.db', 'sqlite:']) {
       assert.throws(() => parseDatabaseUrl(url), (e: unknown) => isTrustlaunchError(e, 'UNSUPPORTED'), url);
     }
   });
 
-  void it('never prints a password', () => {
+  it('never prints a password', () => {
     const cases: Array<[string, string]> = [
       ['postgres://alice:s3cret@db.example:5432/ca', 'postgres://alice:***@db.example:5432/ca'],
       ['postgresql://alice:p@ss@word@127.0.0.1/ca', 'postgresql://alice:***@127.0.0.1/ca'],
@@ -40,7 +40,7 @@ void describe('database URLs', () => {
     }
   });
 
-  void it('defaults to DATABASE_URL, else the given SQLite file', () => {
+  it('defaults to DATABASE_URL, else the given SQLite file', () => {
     assert.equal(defaultDatabaseUrl('/srv/ca.db', { DATABASE_URL: 'postgres://h/ca' }), 'postgres://h/ca');
     assert.equal(defaultDatabaseUrl('/srv/ca.db', {}), 'sqlite:/srv/ca.db');
     assert.equal(defaultDatabaseUrl('/srv/ca.db', { DATABASE_URL: '' }), 'sqlite:/srv/ca.db');

@@ -37,7 +37,7 @@ export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
 
 export function forEachDatabase(name: string, fn: (open: OpenTestDatabase) => void): void {
   for (const dialect of DIALECTS) {
-    void describe(`${name} [${dialect}]`, () => {
+    describe(`${name} [${dialect}]`, () => {
       const scope = new DatabaseScope(dialect);
       beforeEach(() => scope.enterTest());
       afterEach(() => scope.leaveTest());

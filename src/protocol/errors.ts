@@ -103,6 +103,14 @@ export const ERROR_CODES = {
   CREDENTIAL_INTEGRITY: def('crypto', 403, 'TPM2_ActivateCredential refused the credential: its integrity check fails (made for another AK name or EK)'),
   TPM_OBJECT_INVALID: def('state', 409, 'the TPM object or handle does not exist or does not have the attributes this command needs'),
 
+  // --- manager ------------------------------------------------------------------
+  BLOB_DIGEST_MISMATCH: def('malformed', 400, 'the uploaded bytes do not hash to the digest the upload named'),
+  NO_NODE_AVAILABLE: def('state', 503, 'no node that is up has capacity for this VM'),
+  NODE_UNREACHABLE: def('transport', 503, "a node's dom0 could not be reached"),
+  NODE_RESPONSE_INVALID: def('transport', 502, "a node's dom0 answered with something that does not match its schema"),
+  VM_LOST: def('state', 409, 'the node no longer knows the VM, or it never reached its node'),
+  ILLEGAL_TRANSITION: def('internal', 500, 'a VM state change outside the lifecycle table was attempted (a bug)'),
+
   // --- storage ------------------------------------------------------------------
   MIGRATION_FAILED: def('internal', 500, 'the database schema could not be migrated (or a read-only database is not migrated)'),
 

@@ -1,0 +1,406 @@
+// trustlaunch process guest, image format 1 (docs/process-vms.md).
+//
+// This file IS the image: the process VM backend writes exactly these bytes (as measured
+// by the hypervisor; their SHA-256 is the kernel digest the CA allowlists) into
+// `node --input-type=module -`. It uses only node: built-ins and the system's ssh-keygen
+// and sshd, so nothing but these bytes decides what the VM does.
+//
+// Boot: a fresh Ed25519 host key in a private temp dir → `host-key` on the VM channel
+// (fd 3, newline-delimited JSON, docs/vm-channel.md) → wait for `config` → sshd on
+// 127.0.0.1:sshPort with that key → `ready`. A later `host-certificate` that certifies our
+// key is installed as HostCertificate, sshd reloads (SIGHUP), then `certificate-installed`.
+// Malformed or invalid lines are dropped and counted, changing nothing (as the QEMU guest).
+// The host key is never written to stdout/stderr: that is the console, which dom0 reads.
+// SIGTERM, or the channel closing (the hypervisor went away), stops sshd and every process
+// carrying this VM's marker, removes the temp dir and exits.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+
+const SSHD = '/usr/sbin/sshd';
+const SSH_KEYGEN = '/usr/bin/ssh-keygen';
+const MAX_LINE = 16 * 1024;
+const MAX_KEYS = 16;
+const LISTEN_TIMEOUT_MS = 10_000;
+const STOP_GRACE_MS = 2_000;
+
+// --- console (stdout/stderr: dom0 reads it; never a key) ---------------------------------
+
+/** @param {string} line */
+function say(line) {
+  try {
+    process.stdout.write(`trustlaunch-guest: ${line}\n`);
+  } catch {
+    // the console is gone; the channel decides our life
+  }
+}
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
+
+// --- validation (the same rules as the QEMU guest's channel.sh) --------------------------
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const AUTHORIZED_KEY = /^(?:ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-rsa) [A-Za-z0-9+/]+={0,3}(?: [\x20-\x7e]*)?$/;
+const HOST_CERT = /^ssh-ed25519-cert-v01@openssh\.com [A-Za-z0-9+/]+={0,3}(?: [\x20-\x7e]*)?$/;
+const HOST_KEY = /^ssh-ed25519 [A-Za-z0-9+/]+={0,3}$/;
+const MARKER = /^[0-9a-f]{32}$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+const SAFE_PATH = /^\/[A-Za-z0-9_./-]+$/;
+
+/**
+ * @typedef {{ hostname: string, authorizedKeys: string[], sshPort: number }} Config
+ * @param {Record<string, unknown>} m
+ * @returns {Config | string} the config, or why it is invalid
+ */
+function validConfig(m) {
+  const { hostname, authorizedKeys, sshPort } = m;
+  if (typeof hostname !== 'string' || !HOSTNAME.test(hostname)) return 'config: invalid hostname';
+  if (typeof sshPort !== 'number' || !Number.isInteger(sshPort) || sshPort < 1 || sshPort > 65535) return 'config: invalid sshPort';
+  if (!Array.isArray(authorizedKeys) || authorizedKeys.length < 1 || authorizedKeys.length > MAX_KEYS) return 'config: authorizedKeys missing';
+  /** @type {string[]} */
+  const keys = [];
+  for (const k of authorizedKeys) {
+    if (typeof k !== 'string' || k.length > 8192 || !AUTHORIZED_KEY.test(k)) return 'config: invalid authorized key';
+    keys.push(k);
+  }
+  return { hostname, authorizedKeys: keys, sshPort };
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs a tool to completion; its stdout is returned (never echoed to the console).
+ * @param {string} file @param {string[]} args
+ * @returns {Promise<{ ok: boolean, stdout: string, stderr: string }>}
+ */
+function run(file, args) {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe', devNull], cwd: dir, timeout: 10_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (/** @type {string} */ d) => (stdout = (stdout + d).slice(0, 1 << 16)));
+    child.stderr?.setEncoding('utf8').on('data', (/** @type {string} */ d) => (stderr = (stderr + d).slice(0, 1 << 16)));
+    child.once('error', (e) => resolve({ ok: false, stdout, stderr: e.message }));
+    child.once('close', (code) => resolve({ ok: code === 0, stdout, stderr }));
+  });
+}
+
+/** Inode of the socket listening on 127.0.0.1:port, or undefined (sshd binds a new one after SIGHUP). @param {number} port */
+function listenInode(port) {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let table = '';
+  try {
+    table = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === '0A') return f[9];
+  }
+  return undefined;
+}
+
+// --- state -----------------------------------------------------------------------------------
+
+const marker = process.env['TRUSTLAUNCH_VM_MARKER'] ?? '';
+if (!MARKER.test(marker)) {
+  say('no valid TRUSTLAUNCH_VM_MARKER in the environment; refusing to boot');
+  process.exit(2);
+}
+const user = userInfo().username;
+const dir = mkdtempSync(join(tmpdir(), 'tl-guest-'));
+chmodSync(dir, 0o700);
+if (!SAFE_PATH.test(dir) || !USER.test(user)) {
+  rmSync(dir, { recursive: true, force: true });
+  say('unusable temp dir or user name; refusing to boot');
+  process.exit(2);
+}
+const hostKeyPath = join(dir, 'ssh_host_ed25519_key');
+const certPath = `${hostKeyPath}-cert.pub`;
+const configPath = join(dir, 'sshd_config');
+const keysPath = join(dir, 'authorized_keys');
+// Children get /dev/null as fd 3, so the VM channel never leaks into sshd or a session.
+const devNull = openSync('/dev/null', 'r+');
+
+/** @type {Config | undefined} */
+let config;
+let certInstalled = false;
+let dropped = 0;
+/** @type {import('node:child_process').ChildProcess | undefined} */
+let sshd;
+let stopping = false;
+
+const channel = new Socket({ fd: 3, readable: true, writable: true });
+
+/** @param {Record<string, unknown>} message */
+function send(message) {
+  if (!channel.destroyed) channel.write(`${JSON.stringify({ v: 1, ...message })}\n`);
+}
+
+/** @param {string} why */
+function drop(why) {
+  dropped++;
+  say(`dropped a channel line: ${why} (total ${dropped})`);
+  send({ type: 'log', message: `dropped: ${why} (total ${dropped})` });
+}
+
+// --- sshd --------------------------------------------------------------------------------------
+
+function writeSshdConfig() {
+  if (config === undefined) return;
+  const lines = [
+    'ListenAddress 127.0.0.1',
+    `Port ${config.sshPort}`,
+    `HostKey ${hostKeyPath}`,
+    ...(certInstalled ? [`HostCertificate ${certPath}`] : []),
+    `AuthorizedKeysFile ${keysPath}`,
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    `AllowUsers ${user}`,
+    'StrictModes no', // the temp dir may live under a world-writable /tmp
+    'UsePAM no',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PubkeyAuthentication yes',
+    'PermitRootLogin prohibit-password',
+    'PermitUserEnvironment no',
+    'AllowTcpForwarding no',
+    'AllowStreamLocalForwarding no',
+    'AllowAgentForwarding no',
+    'PermitTunnel no',
+    'X11Forwarding no',
+    'UseDNS no',
+    'PrintMotd no',
+    'PrintLastLog no',
+    // Sessions carry the VM's marker too, so stopping the VM finds them.
+    `SetEnv TRUSTLAUNCH_VM_MARKER=${marker}`,
+    'LogLevel INFO',
+  ];
+  writeFileSync(`${configPath}.new`, `${lines.join('\n')}\n`, { mode: 0o600 });
+  renameSync(`${configPath}.new`, configPath);
+}
+
+/** Waits until a listener on the port exists whose inode differs from `previous`. @param {string | undefined} previous */
+async function waitListening(previous) {
+  const port = /** @type {Config} */ (config).sshPort;
+  const deadline = Date.now() + LISTEN_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (sshd === undefined || sshd.exitCode !== null || sshd.signalCode !== null) return false;
+    const inode = listenInode(port);
+    if (inode !== undefined && inode !== previous) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+async function startSshd() {
+  if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation
+  writeSshdConfig();
+  const child = spawn(SSHD, ['-D', '-e', '-f', configPath], { stdio: ['ignore', 'ignore', 'pipe', devNull], cwd: dir });
+  sshd = child;
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (/** @type {string} */ d) => {
+    for (const l of d.split('\n')) if (l !== '') say(`sshd: ${l}`);
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping) {
+      say(`sshd exited (${code ?? signal}); the VM stops`);
+      void shutdown(1);
+    }
+  });
+  if (!(await waitListening(undefined))) {
+    say('sshd did not start listening');
+    await shutdown(1);
+    return false;
+  }
+  say(`sshd listening on 127.0.0.1 port ${/** @type {Config} */ (config).sshPort}`);
+  return true;
+}
+
+// --- messages ----------------------------------------------------------------------------------
+
+/** @param {Record<string, unknown>} m */
+async function onConfig(m) {
+  if (config !== undefined) return drop('config already applied');
+  const c = validConfig(m);
+  if (typeof c === 'string') return drop(c);
+  writeFileSync(keysPath, `${c.authorizedKeys.join('\n')}\n`, { mode: 0o600 });
+  config = c;
+  say(`configured as ${c.hostname}`);
+  if (!(await startSshd())) return;
+  send({ type: 'ready', sshPort: c.sshPort });
+  say('ready');
+  // A certificate that came before the config is already in sshd's configuration.
+  if (certInstalled) send({ type: 'certificate-installed' });
+}
+
+/** @param {string} file */
+async function fingerprint(file) {
+  const r = await run(SSH_KEYGEN, ['-l', '-f', file]);
+  return r.ok ? r.stdout.split('\n')[0]?.split(' ')[1] : undefined;
+}
+
+/** @param {Record<string, unknown>} m */
+async function onCertificate(m) {
+  const line = m['certificate'];
+  if (typeof line !== 'string' || line.length > 8192 || !HOST_CERT.test(line)) return drop('host-certificate: not an ssh-ed25519 certificate line');
+  const incoming = join(dir, 'incoming-cert.pub');
+  writeFileSync(incoming, `${line}\n`, { mode: 0o600 });
+  // ssh-keygen -L checks the CA's signature over the certificate while loading it.
+  const listing = await run(SSH_KEYGEN, ['-L', '-f', incoming]);
+  const isHost = listing.ok && /^\s*Type: ssh-ed25519-cert-v01@openssh\.com host certificate$/m.test(listing.stdout);
+  const certified = /^\s*Public key: ED25519-CERT (SHA256:[A-Za-z0-9+/]+)$/m.exec(listing.stdout)?.[1];
+  if (!isHost) {
+    rmSync(incoming, { force: true });
+    return drop('host-certificate: not a valid host certificate');
+  }
+  if (certified === undefined || certified !== (await fingerprint(`${hostKeyPath}.pub`))) {
+    rmSync(incoming, { force: true });
+    return drop('host-certificate: certifies another key');
+  }
+  renameSync(incoming, certPath);
+  certInstalled = true;
+  say('host certificate installed');
+  if (sshd === undefined) return; // sshd starts with it once the config arrives
+  const previous = listenInode(/** @type {Config} */ (config).sshPort);
+  writeSshdConfig();
+  sshd.kill('SIGHUP');
+  if (!(await waitListening(previous))) {
+    say('sshd did not come back after reload');
+    send({ type: 'log', message: 'sshd did not come back after reload' });
+    return;
+  }
+  say('sshd reloaded with the host certificate');
+  send({ type: 'certificate-installed' });
+}
+
+/** @param {Buffer} bytes */
+async function onLine(bytes) {
+  if (bytes.length > MAX_LINE) return drop('line too long');
+  /** @type {unknown} */
+  let m;
+  try {
+    m = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    return drop('malformed line');
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return drop('not a JSON object');
+  const msg = /** @type {Record<string, unknown>} */ (m);
+  if (msg['v'] !== 1) return drop('unsupported or missing v');
+  if (msg['type'] === 'config') return onConfig(msg);
+  if (msg['type'] === 'host-certificate') return onCertificate(msg);
+  // unknown types are ignored (forward compatibility)
+}
+
+// Lines are handled one at a time, in order, and only once the host key exists and was sent.
+/** @type {() => void} */
+let keySent = () => undefined;
+/** @type {Promise<unknown>} */
+let queue = new Promise((r) => (keySent = () => r(undefined)));
+/** @type {Buffer[]} */
+let pending = [];
+let pendingBytes = 0;
+let overlong = false;
+channel.on('data', (/** @type {Buffer} */ chunk) => {
+  let start = 0;
+  for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+    const part = chunk.subarray(start, nl);
+    start = nl + 1;
+    if (overlong || pendingBytes + part.length > MAX_LINE) {
+      overlong = false;
+      pending = [];
+      pendingBytes = 0;
+      queue = queue.then(() => drop('line too long'));
+      continue;
+    }
+    const line = Buffer.concat([...pending, part]);
+    pending = [];
+    pendingBytes = 0;
+    queue = queue.then(() => onLine(line)).catch((e) => say(`error: ${e instanceof Error ? e.message : String(e)}`));
+  }
+  const rest = chunk.subarray(start);
+  if (overlong || pendingBytes + rest.length > MAX_LINE) {
+    overlong = true; // dropped up to the next newline, without buffering it
+    pending = [];
+    pendingBytes = 0;
+  } else if (rest.length > 0) {
+    pending.push(Buffer.from(rest));
+    pendingBytes += rest.length;
+  }
+});
+channel.on('end', () => void shutdown(0, 'the VM channel closed'));
+channel.on('error', () => void shutdown(0, 'the VM channel failed'));
+
+// --- shutdown ----------------------------------------------------------------------------------
+
+/** Pids of other processes whose environment carries this VM's marker (sshd and its sessions). */
+function markedProcesses() {
+  const needle = Buffer.from(`\0TRUSTLAUNCH_VM_MARKER=${marker}\0`);
+  /** @type {number[]} */
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const env = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${name}/environ`)]);
+      if (env.includes(needle)) pids.push(Number(name));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** @type {Promise<void> | undefined} */
+let stopped;
+/** @param {number} code @param {string} [why] */
+function shutdown(code, why) {
+  stopped ??= (async () => {
+    stopping = true;
+    if (why !== undefined) say(`${why}; stopping`);
+    const child = sshd;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(STOP_GRACE_MS)]);
+    }
+    for (const pid of markedProcesses()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    closeSync(devNull);
+    channel.destroy();
+    say('stopped');
+    process.exit(code);
+  })();
+  return stopped;
+}
+process.once('SIGTERM', () => void shutdown(0, 'SIGTERM'));
+process.once('SIGINT', () => void shutdown(0, 'SIGINT'));
+process.once('SIGHUP', () => void shutdown(0, 'SIGHUP'));
+
+// --- boot ----------------------------------------------------------------------------------------
+
+say('booting');
+const keygen = await run(SSH_KEYGEN, ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', hostKeyPath]);
+if (!keygen.ok) {
+  say(`ssh-keygen failed: ${keygen.stderr.trim().slice(0, 200)}`);
+  await shutdown(1);
+}
+const [type, body] = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim().split(' ');
+const hostKey = `${type} ${body}`;
+if (!HOST_KEY.test(hostKey)) {
+  say('unexpected host key format');
+  await shutdown(1);
+}
+send({ type: 'host-key', key: hostKey });
+say('host key generated and sent on the VM channel');
+keySent();

@@ -4,8 +4,9 @@
 //
 // Ports without collisions: two free ports are picked by binding them, released, and given
 // to swtpm; if another process takes one in between, swtpm fails to bind and exits, and the
-// start is retried with new ports. Readiness is swtpm's pid file: swtpm writes it only after
-// both channels are bound, so a port answered by someone else is never mistaken for ours.
+// start is retried with new ports. Readiness is swtpm's pid file (written only after both
+// channels are bound, so a port answered by someone else is never mistaken for ours), then
+// an answer on the control channel (the TPM state has loaded).
 //
 // Lifetime: swtpm runs under `setpriv --pdeathsig SIGTERM`, so the kernel stops it when
 // this process dies however it dies; `stop()` asks for an orderly CMD_SHUTDOWN (state saved)
@@ -124,15 +125,19 @@ export class SwtpmProcess {
   static async #startOnce(options: SwtpmProcessOptions, deadline: number): Promise<SwtpmProcess> {
     const stateDir = options.stateDir;
     const pidFile = join(stateDir, 'swtpm.pid');
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await rm(pidFile, { force: true });
+    try {
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+      await rm(pidFile, { force: true });
+    } catch (e) {
+      throw new StartFailure(`swtpm state directory ${stateDir}: ${e instanceof Error ? e.message : String(e)}`, false);
+    }
     let data: SocketEndpoint;
     let ctrl: SocketEndpoint;
     let channelArgs: string[];
     if (options.transport === 'unix') {
       const path = options.socketPath ?? join(stateDir, 'swtpm.sock');
-      await rm(path, { force: true });
-      await rm(`${path}.ctrl`, { force: true });
+      await rm(path, { force: true }).catch(() => undefined);
+      await rm(`${path}.ctrl`, { force: true }).catch(() => undefined);
       data = { kind: 'unix', path };
       ctrl = { kind: 'unix', path: `${path}.ctrl` };
       channelArgs = ['--server', `type=unixio,path=${path},mode=0600`, '--ctrl', `type=unixio,path=${path}.ctrl,mode=0600`];
@@ -187,15 +192,21 @@ export class SwtpmProcess {
     return proc;
   }
 
+  /**
+   * Ready = our pid in the pid file (both channels bound by this process, not by whoever
+   * else holds a port) and then an answer on the control channel (swtpm answers it only
+   * from its main loop, after the TPM state loaded; the pid file comes before that).
+   */
   async #waitReady(pidFile: string, deadline: number): Promise<void> {
+    let pidSeen = false;
     for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
       if (this.#exit !== undefined || this.#child.exitCode !== null || this.#child.signalCode !== null) {
         await this.exited;
         const text = this.#stderr();
         throw new StartFailure(`swtpm exited during start-up (${JSON.stringify(this.#exit)}): ${text.trim().slice(-500)}`, /in use|bind/i.test(text));
       }
-      const pid = await readFile(pidFile, 'utf8').catch(() => '');
-      if (pid.trim() === String(this.pid)) return;
+      if (!pidSeen) pidSeen = (await readFile(pidFile, 'utf8').catch(() => '')).trim() === String(this.pid);
+      if (pidSeen && (await this.control.getCapability().then(() => true, () => false))) return;
       if (Date.now() > deadline) throw new StartFailure('swtpm did not become ready in time', false);
       await sleep(delay);
     }

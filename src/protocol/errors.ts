@@ -60,6 +60,7 @@ export const ERROR_CODES = {
 
   // --- user client: receipt verification -------------------------------------
   CA_NOT_PINNED: def('policy', 400, 'no CA key is pinned; run `trustlaunch ca trust` first'),
+  CA_IDENTITY_MISMATCH: def('crypto', 403, 'the CA identity document does not have the pinned fingerprint'),
   RECEIPT_MALFORMED: def('malformed', 400, 'the receipt is not a well-formed JWT with the expected claims'),
   RECEIPT_ALGORITHM_NOT_ALLOWED: def('crypto', 403, 'the receipt is signed with an algorithm outside the pinned list'),
   RECEIPT_SIGNATURE_INVALID: def('crypto', 403, 'the receipt signature does not verify with the pinned CA key'),
@@ -95,6 +96,7 @@ export const ERROR_CODES = {
   CA_UNREACHABLE: def('transport', 503, 'the CA could not be reached'),
   CAPACITY_EXCEEDED: def('state', 409, 'the node has no capacity for this VM'),
   VM_BOOT_FAILED: def('state', 500, 'the VM did not boot or did not report its host key in time'),
+  NVSTORE_CORRUPT: def('state', 500, 'the pci-nvstore medium holds no valid TPM state (bad superblock, or both state slots damaged)'),
 
   // --- TPM client -------------------------------------------------------------
   TPM_RESPONSE_ERROR: def('state', 502, 'the TPM answered a command with an error response code'),

@@ -6,13 +6,15 @@
 // trusted `trustlaunch node serve` process needs. No member returns the device, a PCR
 // bank, the IOMMU or any domain's memory.
 import type { AuthDevice } from '../../tpm/auth-device.js';
+import type { BlockMedium } from '../../tpm/nvstore/medium.js';
 import type { TcgEvent } from '../../tpm/eventlog/event.js';
 import type { Digest } from '../../protocol/digest.js';
 import type { Dom0Capability, DeviceInfo, MiniDomainEntry, MiniDomainStatus, VmRunner } from './capabilities.js';
 import { makeDom0Capability } from './capability-factory.js';
-import { DeviceSlot } from './device-slot.js';
+import { DeviceSlot, type PcrHolder } from './device-slot.js';
+import { PlatformPcrBank } from './devices/platform-pcrs.js';
 import { DOMID_HARDWARE, type DomainId, type DomainRole, type DomainState } from './domain-id.js';
-import { DEFAULT_LIMITS, Hypervisor, type HypervisorLimits } from './hypervisor.js';
+import { DEFAULT_LIMITS, Hypervisor, type HeldAuthDevice, type HypervisorLimits, type MiniDomainExit } from './hypervisor.js';
 import type { GateStep } from './launch-gate.js';
 import { bootConfigBytes, freezeLaunchPolicy, parseBootConfig, type LaunchPolicy } from './launch-policy.js';
 import { MeasuredBoot, type PlatformMeasurement, type RemeasureOutcome } from './measured-boot.js';
@@ -26,8 +28,10 @@ export interface HypervisorBootOptions {
   readonly bootConfig: unknown;
   /** What the boot chain measured before the hypervisor: firmware (PCR 0) and the hypervisor image (PCR 4). */
   readonly platform: { readonly firmware: PlatformMeasurement; readonly hypervisor: PlatformMeasurement };
-  /** Opens the auth device; the hypervisor keeps the only reference. */
-  readonly openAuthDevice: () => AuthDevice | Promise<AuthDevice>;
+  /** Opens a TPM-like auth device (sim, swtpm, tpm); the hypervisor keeps the only reference. Exactly one of this and `openNvStore`. */
+  readonly openAuthDevice?: () => AuthDevice | Promise<AuthDevice>;
+  /** Opens the medium of the storage-only pci-nvstore device (the platform PCRs then live in the hypervisor). */
+  readonly openNvStore?: () => BlockMedium | Promise<BlockMedium>;
   /** Runs the mini-domain once the launch gate passed (the attestation agent). */
   readonly miniDomain?: MiniDomainEntry;
   /** Runs VMs (process or qemu backend). Without one, a started VM is only a domain in the model. */
@@ -38,6 +42,12 @@ export interface HypervisorBootOptions {
   readonly clock?: () => Date;
   /** Observes the launch gate's steps (logging, benchmarks, tests). */
   readonly trace?: (step: GateStep, domainId: DomainId) => void;
+  /**
+   * Told when a launched mini-domain ended (stopped by dom0, crashed, or hung), after its
+   * device went back to quarantine: the node hands the image over again to restart it
+   * through the gate (G6). Not called during shutdown.
+   */
+  readonly onMiniDomainExit?: (exit: MiniDomainExit) => void;
 }
 
 export interface HypervisorStatus {
@@ -87,17 +97,21 @@ export async function bootHypervisor(options: HypervisorBootOptions): Promise<Hy
   const events = new SecurityEventLog(limits.securityLogCapacity, clock);
   const policy = freezeLaunchPolicy(config, (operation, property) => events.record('LAUNCH_POLICY_FROZEN', null, { operation, property }));
 
-  const slot = new DeviceSlot(await options.openAuthDevice());
+  if ((options.openAuthDevice === undefined) === (options.openNvStore === undefined)) throw new TypeError('give exactly one of openAuthDevice and openNvStore');
+  const device = await openDevice(options);
+  const slot: DeviceSlot<PcrHolder> = device.slot;
   const measured = new MeasuredBoot(slot);
   try {
     await slot.run((d) => d.powerOn());
     await measured.measureBoot(options.platform.firmware, options.platform.hypervisor, configBytes);
   } catch (e) {
     await slot.run((d) => d.powerOff()).catch(() => undefined);
+    if (device.kind === 'pci-nvstore') await device.medium.close().catch(() => undefined);
     throw e;
   }
   const hv = new Hypervisor({
     slot,
+    device,
     measured,
     policy,
     events,
@@ -107,8 +121,16 @@ export async function bootHypervisor(options: HypervisorBootOptions): Promise<Hy
     vmRunner: options.vmRunner,
     clock,
     trace: options.trace,
+    onMiniDomainExit: options.onMiniDomainExit,
   });
   return nodeOf(hv);
+}
+
+async function openDevice(options: HypervisorBootOptions): Promise<HeldAuthDevice> {
+  if (options.openAuthDevice !== undefined) return { kind: 'tpm', slot: new DeviceSlot(await options.openAuthDevice()) };
+  const medium = await (options.openNvStore as () => BlockMedium | Promise<BlockMedium>)();
+  const pcrs = new PlatformPcrBank(`hypervisor PCR bank; ${medium.description}`);
+  return { kind: 'pci-nvstore', medium, pcrs, slot: new DeviceSlot(pcrs) };
 }
 
 function nodeOf(hv: Hypervisor): HypervisorNode {

@@ -54,11 +54,50 @@ export interface DeviceInfo {
   readonly owner: DomainId;
 }
 
+/**
+ * What the manager sends with a VM for the mini-domain, through dom0: untrusted. The
+ * hypervisor only checks its shape and hands it over with the VM's report; the
+ * mini-domain binds it into the signed claims, so any change in transit is caught by the
+ * CA or the user. The kernel digest and the host key never come from here.
+ */
+export interface VmLaunchMetadata {
+  /** The user's nonce (32 bytes, base64url). */
+  readonly nonce: string;
+  /** The VM's hostname: the principal of its SSH host certificate. */
+  readonly hostname: string;
+  /** The user's OpenSSH public key to authorize in the VM. */
+  readonly authorizedKey?: string;
+}
+
+/** booting → attesting → attested | refused; `unattested` when the node runs with attestation off. */
+export type AttestationState = 'booting' | 'attesting' | 'attested' | 'refused' | 'unattested';
+
+/** A VM's attestation as dom0 sees it: non-secret status, written by the mini-domain only. */
+export interface VmAttestation {
+  readonly state: AttestationState;
+  /** Error code: why it was refused, or the last transient failure while attesting. */
+  readonly reason: string | null;
+  readonly updatedAt: string;
+}
+
+/** The mini-domain's update of a VM's attestation. `note` is its own restart bookkeeping (bounded JSON; never shown to dom0). */
+export interface AttestationUpdate {
+  readonly state: AttestationState;
+  readonly reason?: string | null;
+  readonly note?: unknown;
+}
+
 export interface VmBuildRequest {
   /** The manager's VM id (a DNS label); fixed for the VM's life and carried into its report. */
   readonly name: string;
-  /** The kernel image bytes; the hypervisor copies them and hashes the copy. */
-  readonly image: Uint8Array;
+  /**
+   * The kernel image. A Uint8Array is copied into VM memory; a whole ArrayBuffer is
+   * transferred (detached from the caller: a page transfer, no copy). Either way the
+   * hypervisor hashes what is in VM memory and never reads the caller's bytes again.
+   */
+  readonly image: Uint8Array | ArrayBuffer;
+  /** Untrusted launch metadata for the mini-domain (nonce, hostname, authorized key). */
+  readonly launch?: VmLaunchMetadata;
   /** Memory of the VM; at least the image rounded up to pages (default: that plus 1 MiB). */
   readonly memoryBytes?: number;
   /** Opaque to the hypervisor; handed to the VM runner (untrusted: comes from dom0). */
@@ -76,6 +115,7 @@ export interface VmInfo {
   readonly hostKeyReported: boolean;
   /** The guest's `ready` message, once it arrived. */
   readonly sshPort: number | null;
+  readonly attestation: VmAttestation;
 }
 
 export interface MiniDomainLaunch {
@@ -99,8 +139,12 @@ export interface Dom0Capability extends DomainCapability {
   assignDevice(bdf: string, vmId: DomainId): void;
   /** Returns a device (its whole IOMMU group) to quarantine. */
   deassignDevice(bdf: string): void;
-  /** The launch gate (claims 4, 8, 10). Resolves once the mini-domain runs; LAUNCH_DIGEST_MISMATCH if the image is not the one frozen at boot. */
-  launchMiniDomain(image: Uint8Array): Promise<MiniDomainLaunch>;
+  /**
+   * The launch gate (claims 4, 8, 10). Resolves once the mini-domain runs;
+   * LAUNCH_DIGEST_MISMATCH if the image is not the one frozen at boot. A Uint8Array is
+   * copied, a whole ArrayBuffer transferred (detached from dom0), before the call returns.
+   */
+  launchMiniDomain(image: Uint8Array | ArrayBuffer): Promise<MiniDomainLaunch>;
   stopMiniDomain(): Promise<void>;
   miniDomain(): MiniDomainStatus;
   buildVm(request: VmBuildRequest): Promise<VmInfo>;
@@ -118,21 +162,63 @@ export interface VmReport {
   /** The OpenSSH public key line the VM sent on its channel (first `host-key` message). */
   readonly sshHostKey: string;
   readonly reportedAt: string;
+  /** From dom0, untrusted: bind it, never believe it. Null when dom0 sent none. */
+  readonly launch: VmLaunchMetadata | null;
+  readonly attestation: VmAttestation;
+  /** What this or an earlier mini-domain stored with `setAttestation` (undefined if nothing). */
+  readonly note: unknown;
 }
+
+/** The platform PCRs as the mini-domain may use them (pci-nvstore: they live in the hypervisor). */
+export interface PlatformPcrPort {
+  read(pcrs: readonly number[]): ReadonlyMap<number, Uint8Array>;
+  /** CAPABILITY_DENIED (recorded) for the PCRs the hypervisor measures. */
+  extend(pcr: number, digest: Uint8Array): void;
+}
+
+/** A TPM-like device (sim, swtpm, tpm) behind its CRB interface: the mediated AuthDevice. */
+export interface MediatedTpmDevice {
+  readonly kind: 'tpm';
+  readonly device: AuthDevice;
+}
+
+/**
+ * The storage-only pci-nvstore device: the mini-domain's own driver programs its registers
+ * (MMIO at `mmioBase`) and has it move blocks by DMA into `dmaWindow`, the part of its
+ * memory mapped in its I/O page table (IOVA = guest-physical address).
+ */
+export interface NvStoreDevicePort {
+  readonly kind: 'pci-nvstore';
+  readonly bdf: string;
+  readonly mmioBase: number;
+  readonly dmaWindow: { readonly gpa: number; readonly bytes: number };
+  /** Waits for the command in flight (the model's stand-in for the completion interrupt). */
+  completion(): Promise<void>;
+  readonly pcrs: PlatformPcrPort;
+}
+
+export type MiniDomainDevice = MediatedTpmDevice | NvStoreDevicePort;
 
 /** The mini-domain (attestation agent): the only holder of the device handle. */
 export interface MiniDomainCapability extends DomainCapability {
   readonly nodeId: string;
   /** The auth device through the MMIO grant and this domain's I/O page table. */
-  readonly device: AuthDevice;
+  readonly authDevice: MiniDomainDevice;
   readonly launch: MiniDomainLaunch;
   /** A copy of the hypervisor's measured-boot event log (for evidence). */
   eventLog(): TcgEvent[];
+  /** Reports of the live VMs that reported a host key. */
   vmReports(): readonly VmReport[];
+  /** Calls `listener` with each report as it arrives (not those already there); returns the unsubscribe function. */
+  onVmReport(listener: (report: VmReport) => void): () => void;
   /** The report of `vmId` once its host key arrives; NOT_FOUND for unknown VMs, TIMEOUT after `timeoutMs`. */
   waitForVmReport(vmId: DomainId, timeoutMs: number): Promise<VmReport>;
   /** Sends the CA's OpenSSH host certificate to the VM over its channel. */
   sendHostCertificate(vmId: DomainId, certificate: string): void;
+  /** Records a VM's attestation state (dom0 sees state and reason). Only forward moves; final states stay. */
+  setAttestation(vmId: DomainId, update: AttestationUpdate): void;
+  /** SCHEDOP_watchdog: a mini-domain that stops kicking for `limits.miniDomainWatchdogMs` is destroyed as hung. */
+  kickWatchdog(): void;
 }
 
 /** A VM: its private channel to the hypervisor (dom0 never holds it), plus its own memory and devices. */
@@ -164,6 +250,8 @@ export interface VmBoot {
   readonly image: Uint8Array;
   readonly kernelDigest: Digest;
   readonly guest: unknown;
+  /** dom0's launch metadata (untrusted), e.g. for the guest's hostname and authorized key. */
+  readonly launch: VmLaunchMetadata | null;
   /** Sends on the hypervisor's end of the VM channel (e.g. the `config` message). */
   sendToGuest(message: VmChannelMessage): void;
 }

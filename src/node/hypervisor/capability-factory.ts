@@ -1,8 +1,7 @@
 // Builds the capability objects domains receive. Each is a frozen object of closures
 // over the hypervisor with the holder's domain id fixed, so a domain can only ever act as
 // itself; no property leads back to the hypervisor, the device, or another domain.
-import type { AuthDevice } from '../../tpm/auth-device.js';
-import type { Dom0Capability, DomainCapability, MiniDomainCapability, MiniDomainLaunch, VmCapability } from './capabilities.js';
+import type { Dom0Capability, DomainCapability, MiniDomainCapability, MiniDomainDevice, MiniDomainLaunch, VmCapability, VmReport } from './capabilities.js';
 import type { DomainId } from './domain-id.js';
 import type { Hypervisor } from './hypervisor.js';
 import type { VmChannelEndpoint } from './vm-channel.js';
@@ -33,7 +32,7 @@ export function makeDom0Capability(hv: Hypervisor, id: DomainId): Dom0Capability
     assignDevice: (bdf: string, vmId: DomainId) => hv.assignDevice(id, bdf, vmId),
     deassignDevice: (bdf: string) => hv.deassignDevice(id, bdf),
     // async: a refusal before the gate's first step is a rejection, like every later one.
-    launchMiniDomain: async (image: Uint8Array) => {
+    launchMiniDomain: async (image: Uint8Array | ArrayBuffer) => {
       hv.live(id);
       return hv.launchMiniDomain(image);
     },
@@ -50,11 +49,11 @@ export function makeDom0Capability(hv: Hypervisor, id: DomainId): Dom0Capability
   } satisfies Dom0Capability);
 }
 
-export function makeMiniDomainCapability(hv: Hypervisor, id: DomainId, device: AuthDevice, launch: MiniDomainLaunch): MiniDomainCapability {
+export function makeMiniDomainCapability(hv: Hypervisor, id: DomainId, authDevice: MiniDomainDevice, launch: MiniDomainLaunch): MiniDomainCapability {
   return Object.freeze({
     ...domainCapability(hv, id),
     nodeId: hv.nodeId,
-    device,
+    authDevice,
     launch,
     eventLog: () => {
       hv.live(id);
@@ -62,17 +61,29 @@ export function makeMiniDomainCapability(hv: Hypervisor, id: DomainId, device: A
     },
     vmReports: () => {
       hv.live(id);
-      return hv.reports.list();
+      return hv.reports.list().map((r) => hv.vms.report(r));
+    },
+    onVmReport: (listener: (report: VmReport) => void) => {
+      hv.live(id);
+      return hv.reports.subscribe((r) => {
+        // A listener of a destroyed mini-domain hears nothing more.
+        if (hv.domains.get(id)?.state === 'running') listener(hv.vms.report(r));
+      });
     },
     waitForVmReport: async (vmId: DomainId, timeoutMs: number) => {
       hv.live(id);
       hv.vms.info(vmId);
-      return hv.reports.wait(vmId, timeoutMs);
+      return hv.vms.report(await hv.reports.wait(vmId, timeoutMs));
     },
     sendHostCertificate: (vmId: DomainId, certificate: string) => {
       hv.live(id);
       hv.vms.sendHostCertificate(vmId, certificate);
     },
+    setAttestation: (vmId, update) => {
+      hv.live(id);
+      hv.vms.setAttestation(vmId, update);
+    },
+    kickWatchdog: () => hv.kickWatchdog(id),
   } satisfies MiniDomainCapability);
 }
 

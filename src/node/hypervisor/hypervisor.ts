@@ -5,9 +5,13 @@
 // mini-domain and VMs their own capabilities (capability-factory.ts).
 import { TrustlaunchError } from '../../protocol/errors.js';
 import { PLATFORM_PCRS } from '../../protocol/pcrs.js';
-import type { DeviceDmaRequest, DeviceInfo, MiniDomainEntry, MiniDomainLaunch, VmRunner } from './capabilities.js';
+import type { AuthDevice } from '../../tpm/auth-device.js';
+import type { BlockMedium } from '../../tpm/nvstore/medium.js';
+import type { DeviceDmaRequest, DeviceInfo, MiniDomainDevice, MiniDomainEntry, MiniDomainLaunch, VmRunner } from './capabilities.js';
 import { makeMiniDomainCapability, makeVmCapability } from './capability-factory.js';
-import type { DeviceSlot } from './device-slot.js';
+import type { DeviceSlot, PcrHolder } from './device-slot.js';
+import { NvStoreDeviceModel } from './devices/nvstore.js';
+import type { PlatformPcrBank } from './devices/platform-pcrs.js';
 import { DOMID_HARDWARE, DOMID_IO, type DomainId, type DomainRole, type DomainState } from './domain-id.js';
 import type { DmaResult, PagePermission } from './iommu.js';
 import { assignmentDenied } from './iommu.js';
@@ -21,7 +25,7 @@ import { AuthDeviceModel } from './mediation/device-model.js';
 import type { DeviceCall } from './mediation/mailbox-codec.js';
 import type { DomainMemory } from './memory.js';
 import type { MmioAccess } from './mmio.js';
-import { authDeviceSpec, formatBdf, parseBdf, sourceId, PciTopology, type PciDeviceSpec, type SourceId } from './pci.js';
+import { authDeviceSpec, formatBdf, formatSourceId, parseBdf, sourceId, PciTopology, type PciDeviceSpec, type SourceId } from './pci.js';
 import { Platform } from './platform.js';
 import type { SecurityEventLog } from './security-events.js';
 import { VmReportInbox } from './vm-reports.js';
@@ -40,6 +44,10 @@ export interface HypervisorLimits {
   readonly faultThreshold: number;
   readonly faultLogCapacity: number;
   readonly securityLogCapacity: number;
+  /** A mini-domain that does not kick its watchdog for this long is destroyed as hung (Xen's SCHEDOP_watchdog). */
+  readonly miniDomainWatchdogMs: number;
+  /** Largest single pci-nvstore transfer, in blocks. */
+  readonly nvstoreMaxBlocks: number;
 }
 
 export const DEFAULT_LIMITS: HypervisorLimits = Object.freeze({
@@ -53,10 +61,22 @@ export const DEFAULT_LIMITS: HypervisorLimits = Object.freeze({
   faultThreshold: 16,
   faultLogCapacity: 256,
   securityLogCapacity: 4096,
+  miniDomainWatchdogMs: 60_000,
+  nvstoreMaxBlocks: 128,
 });
 
+/** The auth device as the hypervisor holds it: a TPM-like device, or the storage-only pci-nvstore with the hypervisor's PCR bank. */
+export type HeldAuthDevice =
+  | { readonly kind: 'tpm'; readonly slot: DeviceSlot<AuthDevice> }
+  | { readonly kind: 'pci-nvstore'; readonly medium: BlockMedium; readonly pcrs: PlatformPcrBank; readonly slot: DeviceSlot<PlatformPcrBank> };
+
+/** Why a mini-domain ended: dom0 stopped it, its code died, or its watchdog expired. */
+export type MiniDomainExit = { readonly kind: 'stopped' | 'crashed' | 'hung'; readonly reason: string; readonly domainId: DomainId };
+
 export interface HypervisorParts {
-  readonly slot: DeviceSlot;
+  /** Whatever keeps the platform PCRs (the device, or the hypervisor's bank for pci-nvstore). */
+  readonly slot: DeviceSlot<PcrHolder>;
+  readonly device: HeldAuthDevice;
   readonly measured: MeasuredBoot;
   readonly policy: LaunchPolicy;
   readonly events: SecurityEventLog;
@@ -66,6 +86,7 @@ export interface HypervisorParts {
   readonly vmRunner: VmRunner | undefined;
   readonly clock: () => Date;
   readonly trace: ((step: GateStep, domainId: DomainId) => void) | undefined;
+  readonly onMiniDomainExit: ((exit: MiniDomainExit) => void) | undefined;
 }
 
 interface MiniDomainRecord extends DomainRecord {
@@ -84,11 +105,13 @@ export class Hypervisor {
   readonly #parts: HypervisorParts;
   readonly #limits: HypervisorLimits;
   readonly #authBase: number;
-  readonly #authModel: AuthDeviceModel;
+  readonly #authModel: AuthDeviceModel | NvStoreDeviceModel;
   readonly domains: DomainTable;
   readonly vms: VmManager;
   #mini: MiniDomainRecord | undefined;
   #launches = 0;
+  #watchdog: NodeJS.Timeout | undefined;
+  #shuttingDown = false;
 
   constructor(parts: HypervisorParts) {
     this.#parts = parts;
@@ -107,14 +130,18 @@ export class Hypervisor {
     });
     this.authSid = sourceId(parseBdf(authSpec.bdf));
     this.#authBase = (authSpec.bars[0] as { base: number }).base;
-    this.#authModel = new AuthDeviceModel({
-      sid: this.authSid,
-      slot: parts.slot,
-      maxMessageBytes: this.#limits.mailboxBytes,
-      dma: (t) => this.platform.dma(t),
-      screen: (call) => this.#screen(call),
-      powerOn: () => this.#devicePowerOn(),
-    });
+    const held = parts.device;
+    this.#authModel =
+      held.kind === 'tpm'
+        ? new AuthDeviceModel({
+            sid: this.authSid,
+            slot: held.slot,
+            maxMessageBytes: this.#limits.mailboxBytes,
+            dma: (t) => this.platform.dma(t),
+            screen: (call) => this.#screen(call),
+            powerOn: () => this.#devicePowerOn(),
+          })
+        : new NvStoreDeviceModel({ sid: this.authSid, medium: held.medium, maxBlocks: this.#limits.nvstoreMaxBlocks, dma: (t) => this.platform.dma(t) });
     this.platform.mmio.attach(this.authSid, this.#authModel);
     this.domains = new DomainTable(this.platform);
     this.vms = new VmManager({
@@ -226,7 +253,7 @@ export class Hypervisor {
 
   // --- the mini-domain -------------------------------------------------------------
 
-  launchMiniDomain(image: Uint8Array): Promise<MiniDomainLaunch> {
+  launchMiniDomain(image: Uint8Array | ArrayBuffer): Promise<MiniDomainLaunch> {
     return launchThroughGate(this.#gateHost(), image);
   }
 
@@ -270,26 +297,46 @@ export class Hypervisor {
   }
 
   async shutdown(): Promise<void> {
+    this.#shuttingDown = true;
     for (const d of this.domains.values()) if (d.role !== 'hardware') await this.#destroy(d, 'node shutdown');
     const dom0 = this.domains.get(DOMID_HARDWARE);
     if (dom0 !== undefined) await this.#destroy(dom0, 'node shutdown');
     await this.#parts.slot.run((d) => d.powerOff());
+    if (this.#authModel instanceof NvStoreDeviceModel) await this.#authModel.close();
+  }
+
+  /** The mini-domain's watchdog kick (SCHEDOP_watchdog). */
+  kickWatchdog(domainId: DomainId): void {
+    const mini = this.live(domainId);
+    if (mini.role !== 'minidomain') return;
+    clearTimeout(this.#watchdog);
+    this.#watchdog = setTimeout(() => {
+      if (this.#mini === mini && mini.state === 'running') void this.#destroy(mini, `no watchdog kick for ${this.#limits.miniDomainWatchdogMs} ms`, 'MINIDOMAIN_CRASHED', 'hung');
+    }, this.#limits.miniDomainWatchdogMs);
+    this.#watchdog.unref();
   }
 
   // --- internals -----------------------------------------------------------------------
 
   /** Tears the domain down (DomainTable.teardown), then its role's cleanup, then stops its code. */
-  async #destroy(d: DomainRecord, reason: string, kind?: 'MINIDOMAIN_STOPPED' | 'MINIDOMAIN_CRASHED'): Promise<void> {
+  async #destroy(d: DomainRecord, reason: string, kind?: 'MINIDOMAIN_STOPPED' | 'MINIDOMAIN_CRASHED', exit: MiniDomainExit['kind'] = kind === 'MINIDOMAIN_STOPPED' ? 'stopped' : 'crashed'): Promise<void> {
     if (!this.domains.teardown(d)) return;
     this.vms.destroyed(d);
+    const wasLaunched = d.role === 'minidomain' && (d as MiniDomainRecord).launch !== undefined && kind !== undefined;
     if (d.role === 'minidomain') {
-      if (this.#mini === d) this.#mini = undefined;
-      if (kind !== undefined) this.events.record(kind, d.id, { reason: reason.slice(0, 200) });
+      if (this.#mini === d) {
+        this.#mini = undefined;
+        clearTimeout(this.#watchdog);
+        this.reports.unsubscribeAll();
+      }
+      if (kind !== undefined) this.events.record(kind, d.id, { reason: reason.slice(0, 200), ...(exit === 'hung' ? { watchdog: true } : {}) });
     }
     const execution = d.execution;
     d.execution = undefined;
     // The domain is already isolated; a runner that fails to stop cannot undo that.
     if (execution !== undefined) await execution.stop().catch(() => undefined);
+    // Tell the node (after the device is quarantined and the code stopped) so it can hand the image over again.
+    if (wasLaunched && !this.#shuttingDown) this.#parts.onMiniDomainExit?.({ kind: exit, reason, domainId: d.id });
   }
 
   #watch(d: DomainRecord): void {
@@ -349,11 +396,11 @@ export class Hypervisor {
     };
   }
 
-  #stage(image: Uint8Array): { domainId: DomainId; memory: DomainMemory; imageBytes: number } {
-    if (!(image instanceof Uint8Array)) throw new TypeError('the mini-domain image must be bytes');
+  #stage(image: Uint8Array | ArrayBuffer): { domainId: DomainId; memory: DomainMemory; imageBytes: number } {
+    if (!(image instanceof Uint8Array) && !(image instanceof ArrayBuffer)) throw new TypeError('the mini-domain image is a Uint8Array (copied) or an ArrayBuffer (transferred)');
     if (this.#mini !== undefined) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `a mini-domain (${this.#mini.id}) is ${this.#mini.state}; stop it first`);
-    if (image.length > this.#limits.maxMiniDomainImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a mini-domain image has at most ${this.#limits.maxMiniDomainImageBytes} bytes`);
-    const imagePages = pagesFor(image.length);
+    if (image.byteLength > this.#limits.maxMiniDomainImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a mini-domain image has at most ${this.#limits.maxMiniDomainImageBytes} bytes`);
+    const imagePages = pagesFor(image.byteLength);
     const mailboxPages = this.#limits.mailboxBytes / PAGE_SIZE;
     const base = this.domains.create('minidomain', 'minidomain', imagePages + 2 * mailboxPages);
     const mini: MiniDomainRecord = Object.assign(base, {
@@ -362,33 +409,67 @@ export class Hypervisor {
       mailbox: { command: imagePages * PAGE_SIZE, response: (imagePages + mailboxPages) * PAGE_SIZE },
     });
     this.#mini = mini;
-    mini.memory.write(0, image);
-    return { domainId: mini.id, memory: mini.memory, imageBytes: image.length };
+    const imageBytes = mini.memory.load(image);
+    return { domainId: mini.id, memory: mini.memory, imageBytes };
   }
 
   async #startMiniDomain(domainId: DomainId, imageBytes: number): Promise<void> {
     const mini = this.live(domainId) as MiniDomainRecord;
     const launch = mini.launch as MiniDomainLaunch;
-    const device = new MediatedAuthDevice({
-      domainId,
-      kind: this.#parts.slot.kind,
-      description: this.#parts.slot.description,
-      mmioBase: this.#authBase,
-      commandBuffer: mini.mailbox.command,
-      responseBuffer: mini.mailbox.response,
-      bufferBytes: this.#limits.mailboxBytes,
-      isRunning: () => mini.state === 'running',
-      readMemory: (gpa, length) => mini.memory.read(gpa, length),
-      writeMemory: (gpa, bytes) => mini.memory.write(gpa, bytes),
-      mmio: (access) => this.platform.mmioAccess(domainId, access),
-      completion: () => this.#authModel.completion(),
-    });
+    const device = this.#miniDomainDevice(mini);
     this.events.record('MINIDOMAIN_LAUNCHED', domainId, { digest: launch.digest, launch: launch.launch });
+    this.kickWatchdog(domainId);
     const entry = this.#parts.miniDomain;
     if (entry === undefined) return;
     const capability = makeMiniDomainCapability(this, domainId, device, launch);
     mini.execution = await entry({ capability, image: mini.memory.read(0, imageBytes) });
     this.#watch(mini);
+  }
+
+  /** What the mini-domain drives: the mediated TPM, or the pci-nvstore's registers, its DMA window and the platform PCRs. */
+  #miniDomainDevice(mini: MiniDomainRecord): MiniDomainDevice {
+    const domainId = mini.id;
+    const model = this.#authModel;
+    const held = this.#parts.device;
+    if (held.kind === 'tpm') {
+      const device = new MediatedAuthDevice({
+        domainId,
+        kind: held.slot.kind,
+        description: held.slot.description,
+        mmioBase: this.#authBase,
+        commandBuffer: mini.mailbox.command,
+        responseBuffer: mini.mailbox.response,
+        bufferBytes: this.#limits.mailboxBytes,
+        isRunning: () => mini.state === 'running',
+        readMemory: (gpa, length) => mini.memory.read(gpa, length),
+        writeMemory: (gpa, bytes) => mini.memory.write(gpa, bytes),
+        mmio: (access) => this.platform.mmioAccess(domainId, access),
+        completion: () => model.completion(),
+      });
+      return Object.freeze({ kind: 'tpm', device });
+    }
+    const refuse = (why: string): never => {
+      this.events.record('CAPABILITY_DENIED', domainId, { method: 'pcrExtend', reason: why });
+      throw new TrustlaunchError('CAPABILITY_DENIED', `the mini-domain may not ${why}`);
+    };
+    return Object.freeze({
+      kind: 'pci-nvstore',
+      bdf: formatSourceId(this.authSid),
+      mmioBase: this.#authBase,
+      // The two mailbox buffers are adjacent and mapped for DMA: one window.
+      dmaWindow: Object.freeze({ gpa: mini.mailbox.command, bytes: 2 * this.#limits.mailboxBytes }),
+      completion: () => model.completion(),
+      pcrs: Object.freeze({
+        read: (pcrs: readonly number[]) => {
+          this.live(domainId);
+          return held.pcrs.readNow(pcrs);
+        },
+        extend: (pcr: number, digest: Uint8Array) => {
+          this.live(domainId);
+          held.pcrs.extendByMiniDomain(pcr, digest, refuse);
+        },
+      }),
+    });
   }
 
   /** The hypervisor's rules on what the mini-domain may ask of the device. */

@@ -3,27 +3,36 @@
 // mini-domain and VM runners receive their capabilities through their entry hooks.
 export { bootHypervisor, type HypervisorBootOptions, type HypervisorNode, type HypervisorStatus } from './boot.js';
 export type {
+  AttestationState,
+  AttestationUpdate,
   DeviceDmaRequest,
   DeviceInfo,
   Dom0Capability,
   DomainCapability,
   DomainExecution,
   IoPageTableCapability,
+  MediatedTpmDevice,
   MemoryCapability,
   MiniDomainBoot,
   MiniDomainCapability,
+  MiniDomainDevice,
   MiniDomainEntry,
   MiniDomainLaunch,
   MiniDomainStatus,
+  NvStoreDevicePort,
+  PlatformPcrPort,
+  VmAttestation,
   VmBoot,
   VmBuildRequest,
   VmCapability,
   VmInfo,
+  VmLaunchMetadata,
   VmReport,
   VmRunner,
 } from './capabilities.js';
 export { DOMID_HARDWARE, DOMID_IO, type DomainId, type DomainRole, type DomainState } from './domain-id.js';
-export { DEFAULT_LIMITS, type HypervisorLimits } from './hypervisor.js';
+export { DEFAULT_LIMITS, type HypervisorLimits, type MiniDomainExit } from './hypervisor.js';
+export { NVS, NVS_CMD, NVS_ID_VALUE, NVS_STS } from './devices/nvstore.js';
 export type { DmaResult, PagePermission } from './iommu.js';
 export { InvariantViolation, type InvariantName } from './invariants.js';
 export type { GateStep } from './launch-gate.js';

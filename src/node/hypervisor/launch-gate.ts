@@ -28,8 +28,8 @@ export interface StagedImage {
 /** What the gate needs from the hypervisor; each member is one named step's effect. */
 export interface GateHost {
   readonly policy: LaunchPolicy;
-  /** Step 1, synchronous: a new mini-domain (building) holding a copy of `image`. */
-  stage(image: Uint8Array): StagedImage;
+  /** Step 1, synchronous: a new mini-domain (building) holding a copy of `image` (or its transferred pages). */
+  stage(image: Uint8Array | ArrayBuffer): StagedImage;
   /** Step 4a: PCR 12 extend and event-log entry. */
   measure(domainId: DomainId, digest: Digest): Promise<MiniDomainLaunch>;
   /** Step 4b: the domain runs and receives the auth device (context entry + MMIO grant). */
@@ -42,7 +42,7 @@ export interface GateHost {
   trace(step: GateStep, domainId: DomainId): void;
 }
 
-export function launchThroughGate(host: GateHost, image: Uint8Array): Promise<MiniDomainLaunch> {
+export function launchThroughGate(host: GateHost, image: Uint8Array | ArrayBuffer): Promise<MiniDomainLaunch> {
   // Step 1 runs before this function first yields: once it returns, dom0's buffer is no longer read.
   const staged = host.stage(image);
   host.trace('copied', staged.domainId);

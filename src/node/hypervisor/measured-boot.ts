@@ -12,7 +12,7 @@ import { EV } from '../../tpm/eventlog/event-types.js';
 import { sha256Event, sha256Of, type TcgEvent } from '../../tpm/eventlog/event.js';
 import { replay } from '../../tpm/eventlog/replay.js';
 import { PCR_DIGEST_SIZE } from '../../tpm/pcr-bank.js';
-import type { DeviceSlot } from './device-slot.js';
+import type { DeviceSlot, PcrHolder } from './device-slot.js';
 
 /** A component the boot chain measured before the hypervisor ran: what it is and its digest. */
 export interface PlatformMeasurement {
@@ -38,10 +38,10 @@ function copyEvent(e: TcgEvent): TcgEvent {
 }
 
 export class MeasuredBoot {
-  readonly #slot: DeviceSlot;
+  readonly #slot: DeviceSlot<PcrHolder>;
   readonly #events: TcgEvent[] = [];
 
-  constructor(slot: DeviceSlot) {
+  constructor(slot: DeviceSlot<PcrHolder>) {
     this.#slot = slot;
   }
 

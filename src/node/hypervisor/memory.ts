@@ -3,6 +3,11 @@
 // frame number, the p2m). Frames are materialised on first write, so a large, mostly
 // empty domain costs little. Freed frames are scrubbed: nothing of a destroyed domain
 // can be read by the next owner.
+// An image handed to a new domain is loaded in one step (`DomainMemory.load`): copied
+// into one fresh backing buffer, or — when the caller hands over a whole ArrayBuffer —
+// transferred (the caller's buffer is detached, as a page transfer takes the pages out
+// of dom0's p2m). Either way the frames are page-sized views of a backing only the
+// domain's frames reach, and scans feed contiguous runs of them at once.
 import { TrustlaunchError } from '../../protocol/errors.js';
 import type { DomainId } from './domain-id.js';
 import { PAGE_SIZE } from './vtd/structures.js';
@@ -52,10 +57,17 @@ export class PhysicalMemory {
     return frame.data === undefined ? new Uint8Array(length) : frame.data.slice(offset, offset + length);
   }
 
-  /** Passes a view of the bytes (zeros for a frame never written) without copying; `fn` must not keep it. */
-  viewFrame(hfn: number, offset: number, length: number, fn: (bytes: Uint8Array) => void): void {
+  /** A view of the bytes (zeros for a frame never written) without copying; callers must not keep or change it. */
+  frameView(hfn: number, offset: number, length: number): Uint8Array {
     const frame = this.#frame(hfn, offset, length);
-    fn(frame.data === undefined ? ZERO_PAGE.subarray(0, length) : frame.data.subarray(offset, offset + length));
+    return frame.data === undefined ? ZERO_PAGE.subarray(0, length) : frame.data.subarray(offset, offset + length);
+  }
+
+  /** Backs a never-written frame with `page` (exactly one page of a buffer nothing else holds). */
+  attachFrame(hfn: number, page: Uint8Array): void {
+    const frame = this.#frame(hfn, 0, PAGE_SIZE);
+    if (frame.data !== undefined || page.length !== PAGE_SIZE) throw new RangeError(`frame ${hfn} cannot take a backing page`);
+    frame.data = page;
   }
 
   writeFrame(hfn: number, offset: number, bytes: Uint8Array): void {
@@ -125,16 +137,59 @@ export class DomainMemory {
   }
 
   read(gpa: number, length: number): Uint8Array {
-    this.#check(gpa, length);
     const out = new Uint8Array(length);
-    this.#walk(gpa, length, (hfn, offset, n, at) => out.set(this.#memory.readFrame(hfn, offset, n), at));
+    let at = 0;
+    this.scan(gpa, length, (bytes) => {
+      out.set(bytes, at);
+      at += bytes.length;
+    });
     return out;
   }
 
-  /** Feeds `[gpa, gpa + length)` to `fn` page by page without copying (hashing the copy in place). */
+  /**
+   * Feeds `[gpa, gpa + length)` to `fn` without copying (hashing the copy in place), in
+   * runs of pages whose backing is contiguous. `fn` must not keep or change the views.
+   */
   scan(gpa: number, length: number, fn: (bytes: Uint8Array) => void): void {
     this.#check(gpa, length);
-    this.#walk(gpa, length, (hfn, offset, n) => this.#memory.viewFrame(hfn, offset, n, fn));
+    let run: Uint8Array | undefined;
+    this.#walk(gpa, length, (hfn, offset, n) => {
+      const view = this.#memory.frameView(hfn, offset, n);
+      if (run !== undefined && run.buffer === view.buffer && run.byteOffset + run.length === view.byteOffset) {
+        run = new Uint8Array(run.buffer, run.byteOffset, run.length + view.length);
+        return;
+      }
+      if (run !== undefined) fn(run);
+      run = view;
+    });
+    if (run !== undefined) fn(run);
+  }
+
+  /**
+   * Loads an image at guest address 0 of a domain that has never been written, in one
+   * step: a Uint8Array is copied once into a fresh backing buffer; a whole ArrayBuffer is
+   * transferred (detached from the caller: nothing the caller still holds reaches it).
+   * Returns the image length. The caller's bytes are never read after this returns.
+   */
+  load(image: Uint8Array | ArrayBuffer): number {
+    const incoming = image instanceof ArrayBuffer || image instanceof Uint8Array ? image.byteLength : -1;
+    if (incoming > this.size || incoming > MAX_ACCESS_BYTES) throw new RangeError(`an image of ${incoming} bytes does not fit the ${this.size}-byte memory of domain ${this.domain}`);
+    let bytes: Uint8Array;
+    if (image instanceof ArrayBuffer) {
+      // structuredClone with transfer moves the backing store and detaches `image`.
+      bytes = new Uint8Array(structuredClone(image, { transfer: [image] }));
+    } else if (image instanceof Uint8Array) {
+      bytes = new Uint8Array(Math.ceil(incoming / PAGE_SIZE) * PAGE_SIZE);
+      bytes.set(image.subarray(0, incoming));
+    } else {
+      throw new TypeError('an image is a Uint8Array (copied) or an ArrayBuffer (transferred)');
+    }
+    const length = image instanceof ArrayBuffer ? bytes.length : incoming;
+    const full = Math.floor(bytes.length / PAGE_SIZE);
+    for (let gfn = 0; gfn < full; gfn++) this.#memory.attachFrame(this.#p2m[gfn] as number, bytes.subarray(gfn * PAGE_SIZE, (gfn + 1) * PAGE_SIZE));
+    // A transferred buffer may end inside a page: that page gets a frame of its own.
+    if (full * PAGE_SIZE < bytes.length) this.write(full * PAGE_SIZE, bytes.subarray(full * PAGE_SIZE));
+    return length;
   }
 
   write(gpa: number, bytes: Uint8Array): void {

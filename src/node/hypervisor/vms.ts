@@ -1,27 +1,48 @@
-// VMs (DESIGN.md §4.2 steps 3–5): the image dom0 hands over is copied into VM memory and
-// the copy hashed (the kernel digest); starting hands the VM runner the measured bytes
-// and the VM's capability with the guest end of its private channel; the hypervisor end
-// reads the guest's messages, and the first valid host key becomes the VM's report.
+// VMs (DESIGN.md §4.2 steps 3–5): the image dom0 hands over is copied (or transferred)
+// into VM memory and the copy hashed (the kernel digest); starting hands the VM runner the
+// measured bytes and the VM's capability with the guest end of its private channel; the
+// hypervisor end reads the guest's messages, and the first valid host key becomes the
+// VM's report, together with dom0's untrusted launch metadata. The mini-domain records
+// each VM's attestation state here, where dom0 can read it but not change it.
+import { z } from 'zod';
+import { canonicalBytes } from '../../protocol/canonical-json.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
 import type { Digest } from '../../protocol/digest.js';
-import { IdSchema, SshPublicKeySchema } from '../../protocol/messages.js';
-import type { VmBuildRequest, VmCapability, VmInfo, VmRunner } from './capabilities.js';
+import { HostnameSchema, IdSchema, NonceSchema, SshPublicKeySchema, describeIssues } from '../../protocol/messages.js';
+import type { AttestationState, AttestationUpdate, VmAttestation, VmBuildRequest, VmCapability, VmInfo, VmLaunchMetadata, VmReport, VmRunner } from './capabilities.js';
 import type { DomainId } from './domain-id.js';
 import type { DomainRecord, DomainTable } from './domains.js';
 import { hashTheCopy } from './launch-gate.js';
 import type { SecurityEventLog } from './security-events.js';
 import { createVmChannelPair, type VmChannelEndpoint } from './vm-channel.js';
-import type { VmReportInbox } from './vm-reports.js';
+import type { VmReportBase, VmReportInbox } from './vm-reports.js';
 import { PAGE_SIZE } from './vtd/structures.js';
 
 export interface VmRecord extends DomainRecord {
   readonly role: 'vm';
-  readonly imageBytes: number;
+  imageBytes: number;
   kernelDigest: Digest | undefined;
   readonly guest: unknown;
+  readonly launch: VmLaunchMetadata | null;
   readonly channel: { readonly hypervisorEnd: VmChannelEndpoint; readonly guestEnd: VmChannelEndpoint };
   sshPort: number | null;
+  attestation: VmAttestation;
+  note: unknown;
 }
+
+const LaunchMetadataSchema = z.strictObject({ nonce: NonceSchema, hostname: HostnameSchema, authorizedKey: SshPublicKeySchema.optional() });
+const ReasonSchema = z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'an error code');
+/** The mini-domain's note per VM (its restart bookkeeping) is bounded. */
+export const MAX_NOTE_BYTES = 64 * 1024;
+
+/** Which attestation states may follow which (final states stay). */
+const NEXT: Readonly<Record<AttestationState, readonly AttestationState[]>> = {
+  booting: ['attesting', 'attested', 'refused', 'unattested'],
+  attesting: ['attesting', 'attested', 'refused'],
+  attested: [],
+  refused: [],
+  unattested: [],
+};
 
 /** What the VM manager needs from the hypervisor. */
 export interface VmHost {
@@ -49,9 +70,17 @@ export class VmManager {
   async build(req: VmBuildRequest): Promise<VmInfo> {
     const { limits, domains } = this.#host;
     if (!IdSchema.safeParse(req.name).success) throw new TrustlaunchError('MALFORMED_REQUEST', 'a VM name is a lowercase DNS label');
-    if (!(req.image instanceof Uint8Array)) throw new TypeError('image must be bytes');
-    if (req.image.length < 1 || req.image.length > limits.maxVmImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a VM image has 1..${limits.maxVmImageBytes} bytes`);
-    const imagePages = pagesFor(req.image.length);
+    if (!(req.image instanceof Uint8Array) && !(req.image instanceof ArrayBuffer)) throw new TypeError('image must be a Uint8Array or an ArrayBuffer');
+    const length = req.image.byteLength;
+    if (length < 1 || length > limits.maxVmImageBytes) throw new TrustlaunchError('BODY_TOO_LARGE', `a VM image has 1..${limits.maxVmImageBytes} bytes`);
+    let launch: VmLaunchMetadata | null = null;
+    if (req.launch !== undefined) {
+      const parsed = LaunchMetadataSchema.safeParse(req.launch);
+      if (!parsed.success) throw new TrustlaunchError('MALFORMED_REQUEST', `launch metadata: ${describeIssues(parsed.error)}`);
+      const { nonce, hostname, authorizedKey } = parsed.data;
+      launch = Object.freeze(authorizedKey === undefined ? { nonce, hostname } : { nonce, hostname, authorizedKey });
+    }
+    const imagePages = pagesFor(length);
     const memoryBytes = req.memoryBytes ?? imagePages * PAGE_SIZE + 1024 * 1024;
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < imagePages * PAGE_SIZE || memoryBytes > limits.maxVmMemoryBytes) {
       throw new TrustlaunchError('CAPACITY_EXCEEDED', `VM memory must hold the image and stay within ${limits.maxVmMemoryBytes} bytes`);
@@ -61,16 +90,24 @@ export class VmManager {
     if (live.some((v) => v.name === req.name)) throw new TrustlaunchError('CONFLICT', `a VM named ${req.name} exists`);
 
     const base = domains.create('vm', req.name, pagesFor(memoryBytes));
-    // Copy now, before the first await: dom0's buffer is never read again.
-    base.memory.write(0, req.image);
     const vm: VmRecord = Object.assign(base, {
       role: 'vm' as const,
-      imageBytes: req.image.length,
+      imageBytes: 0,
       kernelDigest: undefined,
       guest: req.guest,
+      launch,
       channel: createVmChannelPair(),
       sshPort: null,
+      attestation: Object.freeze({ state: 'booting' as const, reason: null, updatedAt: this.#host.clock().toISOString() }),
+      note: undefined,
     });
+    // Copy (or transfer) now, before the first await: dom0's buffer is never read again.
+    try {
+      vm.imageBytes = base.memory.load(req.image);
+    } catch (e) {
+      await this.#host.destroy(vm, 'build failed');
+      throw e;
+    }
     vm.channel.hypervisorEnd.onMessage((m) => this.#fromGuest(vm, m));
     try {
       vm.kernelDigest = await hashTheCopy(vm.memory, vm.imageBytes);
@@ -95,6 +132,7 @@ export class VmManager {
           image: vm.memory.read(0, vm.imageBytes),
           kernelDigest: vm.kernelDigest,
           guest: vm.guest,
+          launch: vm.launch,
           sendToGuest: (message) => vm.channel.hypervisorEnd.send(message),
         });
       } catch (e) {
@@ -129,7 +167,35 @@ export class VmManager {
       memoryBytes: vm.memory.size,
       hostKeyReported: this.#host.reports.get(vm.id) !== undefined,
       sshPort: vm.sshPort,
+      attestation: vm.attestation,
     });
+  }
+
+  /** The full report the mini-domain sees: the inbox's report plus the VM's attestation state and note. */
+  report(base: VmReportBase): VmReport {
+    const vm = this.#vm(base.vmId);
+    return Object.freeze({ ...base, attestation: vm.attestation, note: structuredClone(vm.note) });
+  }
+
+  /** The mini-domain records a VM's attestation state; only the moves in NEXT are allowed. */
+  setAttestation(vmId: DomainId, update: AttestationUpdate): void {
+    const vm = this.#vm(vmId);
+    if (vm.state === 'destroyed') throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} is destroyed`);
+    const from = vm.attestation.state;
+    if (!(NEXT[from] ?? []).includes(update.state)) throw new TrustlaunchError('CONFLICT', `VM ${vmId}: attestation cannot go from ${from} to ${String(update.state)}`);
+    const reason = update.reason ?? null;
+    if (reason !== null && !ReasonSchema.safeParse(reason).success) throw new TrustlaunchError('MALFORMED_REQUEST', 'an attestation reason is an error code');
+    if (update.note !== undefined) {
+      let size: number;
+      try {
+        size = canonicalBytes(update.note).length;
+      } catch {
+        throw new TrustlaunchError('MALFORMED_REQUEST', 'an attestation note is plain JSON');
+      }
+      if (size > MAX_NOTE_BYTES) throw new TrustlaunchError('BODY_TOO_LARGE', `an attestation note has at most ${MAX_NOTE_BYTES} bytes`);
+      vm.note = structuredClone(update.note);
+    }
+    vm.attestation = Object.freeze({ state: update.state, reason, updatedAt: this.#host.clock().toISOString() });
   }
 
   infos(): VmInfo[] {
@@ -169,7 +235,7 @@ export class VmManager {
         return;
       }
       const [type, body] = key.data.split(' ') as [string, string];
-      this.#host.reports.put({ vmId: vm.id, name: vm.name, kernelDigest: vm.kernelDigest as Digest, sshHostKey: `${type} ${body}`, reportedAt: this.#host.clock().toISOString() });
+      this.#host.reports.put({ vmId: vm.id, name: vm.name, kernelDigest: vm.kernelDigest as Digest, sshHostKey: `${type} ${body}`, reportedAt: this.#host.clock().toISOString(), launch: vm.launch });
       return;
     }
     const port = m['sshPort'];

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { DOMID_HARDWARE, DOMID_IO, type DomainCapability, type MiniDomainCapability, type PlatformSnapshot, type VmCapability } from '../../../src/node/hypervisor/index.js';
-import { bootTestNode } from './node-fixture.js';
+import { bootTestNode, tpmOf } from './node-fixture.js';
 
 const BDFS = ['00:02.0', '00:03.0', '00:03.1', '01:00.0', '01:00.1', '00:1f.0'] as const;
 const MMIO = [0xfeb00000, 0xfeb20000, 0xfeb40010, 0xf0000000, 0xf1000000, 0xfed40000, 0xfed4004c, 0xfed40058, 0xfed40044, 0xfed44ffc, 0x1000];
@@ -139,7 +139,7 @@ void describe('hypervisor under a hostile dom0 and random domain requests', () =
               case 'device': {
                 const mini = minis.at(-1) as MiniDomainCapability;
                 // The mini-domain may have unmapped its own mailbox: then the device's DMA faults.
-                return mini.device.pcrRead([o.pcr]).then(
+                return tpmOf(mini).pcrRead([o.pcr]).then(
                   () => 'ok',
                   (e: unknown) => {
                     if (isTrustlaunchError(e, 'IOMMU_FAULT')) return 'device-fault';

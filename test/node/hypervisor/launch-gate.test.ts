@@ -9,7 +9,7 @@ import { sha256Digest } from '../../../src/protocol/digest.js';
 import { PCR } from '../../../src/protocol/pcrs.js';
 import { DOMID_IO, type MiniDomainCapability, type MiniDomainEntry } from '../../../src/node/hypervisor/index.js';
 import { replay } from '../../../src/tpm/eventlog/replay.js';
-import { bootTestNode } from './node-fixture.js';
+import { bootTestNode, tpmOf } from './node-fixture.js';
 
 function recorder(): { entry: MiniDomainEntry; caps: MiniDomainCapability[]; images: Uint8Array[] } {
   const caps: MiniDomainCapability[] = [];
@@ -44,7 +44,7 @@ void describe('launch gate', () => {
     assert.equal(last?.pcrIndex, PCR.MINIDOMAIN);
     assert.equal(last.digests[0]?.digest.toString('hex'), t.digest.slice(7));
     // The device's PCR 12, read through the mini-domain's own mediated handle, replays from the log.
-    const pcrs = await rec.caps[0]?.device.pcrRead([PCR.MINIDOMAIN]);
+    const pcrs = await tpmOf(rec.caps[0]).pcrRead([PCR.MINIDOMAIN]);
     assert.deepEqual(Buffer.from(pcrs?.get(PCR.MINIDOMAIN) ?? []), replay(log)[PCR.MINIDOMAIN]);
     assert.equal(t.node.securityEvents().filter((e) => e.kind === 'MINIDOMAIN_LAUNCHED').length, 1);
     t.node.checkInvariants();
@@ -184,7 +184,7 @@ void describe('launch gate', () => {
     const vmImage = randomBytes(10_000);
     const vm = await t.node.dom0.buildVm({ name: 'vm-a', image: vmImage });
     await t.node.dom0.startVm(vm.vmId);
-    const oldHandle = rec.caps[0]?.device;
+    const oldHandle = tpmOf(rec.caps[0]);
     assert.ok(oldHandle);
     await oldHandle.ensureAttestationKey('ecc-p256');
 
@@ -210,7 +210,7 @@ void describe('launch gate', () => {
     assert.equal(launches.length, 2);
     // The old handle stays dead even though a mini-domain holds the device again.
     await assert.rejects(oldHandle.pcrRead([0]), (e) => isTrustlaunchError(e, 'DOMAIN_STATE_INVALID'));
-    const fresh = rec.caps[1]?.device;
+    const fresh = tpmOf(rec.caps[1]);
     assert.ok(fresh);
     const pcr12 = (await fresh.pcrRead([PCR.MINIDOMAIN])).get(PCR.MINIDOMAIN);
     assert.deepEqual(Buffer.from(pcr12 ?? []), replay(t.node.eventLog())[PCR.MINIDOMAIN]);

@@ -15,7 +15,7 @@ import type { TcgEvent } from '../../../src/tpm/eventlog/event.js';
 import { checkReplay, replay } from '../../../src/tpm/eventlog/replay.js';
 import { verifyQuote } from '../../../src/tpm/quote/verify.js';
 import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js';
-import { FIRMWARE, HYPERVISOR_IMAGE, bootTestNode } from './node-fixture.js';
+import { FIRMWARE, HYPERVISOR_IMAGE, bootTestNode, tpmOf } from './node-fixture.js';
 
 /** What the CA does with evidence: verify the quote, then replay the log against the quoted PCRs. */
 async function attest(device: AuthDevice, log: readonly TcgEvent[]): Promise<void> {
@@ -69,13 +69,13 @@ void describe('measured boot', () => {
     (copy[0]?.digests[0]?.digest as Buffer).fill(0);
     copy.pop();
     assert.equal(t.node.eventLog().length, 4);
-    await attest(cap.device, t.node.eventLog());
+    await attest(tpmOf(cap), t.node.eventLog());
     await t.node.shutdown();
   });
 
   void it('a quote through the mediated handle verifies and replays from the log', async () => {
     const { t, cap } = await launched();
-    await attest(cap.device, cap.eventLog());
+    await attest(tpmOf(cap), cap.eventLog());
     await t.node.shutdown();
   });
 
@@ -83,18 +83,18 @@ void describe('measured boot', () => {
     const { t, cap } = await launched();
     await t.device.powerOff();
     await t.device.powerOn(); // the outside world: swtpm restarted, PCRs back to zero
-    await assert.rejects(attest(cap.device, cap.eventLog()), (e) => isTrustlaunchError(e, 'EVENT_LOG_REPLAY_MISMATCH'));
+    await assert.rejects(attest(tpmOf(cap), cap.eventLog()), (e) => isTrustlaunchError(e, 'EVENT_LOG_REPLAY_MISMATCH'));
     assert.equal(await t.node.remeasure(), 'replayed');
     assert.equal(t.node.securityEvents().filter((e) => e.kind === 'PCRS_REMEASURED').length, 1);
-    await attest(cap.device, cap.eventLog());
+    await attest(tpmOf(cap), cap.eventLog());
     assert.equal(await t.node.remeasure(), 'in-step');
     await t.node.shutdown();
   });
 
   void it("the mini-domain's own powerOn resets the device and is re-measured at once", async () => {
     const { t, cap } = await launched();
-    await cap.device.powerOn();
-    await attest(cap.device, cap.eventLog());
+    await tpmOf(cap).powerOn();
+    await attest(tpmOf(cap), cap.eventLog());
     assert.equal(t.node.securityEvents().filter((e) => e.kind === 'PCRS_REMEASURED').length, 1);
     await t.node.shutdown();
   });
@@ -106,7 +106,7 @@ void describe('measured boot', () => {
     assert.equal(await t.node.remeasure(), 'unexpected');
     assert.deepEqual(await t.device.pcrRead(PLATFORM_PCRS), before);
     assert.equal(t.node.securityEvents().filter((e) => e.kind === 'PCR_STATE_UNEXPECTED').length, 1);
-    await assert.rejects(attest(cap.device, cap.eventLog()), (e) => isTrustlaunchError(e, 'EVENT_LOG_REPLAY_MISMATCH'));
+    await assert.rejects(attest(tpmOf(cap), cap.eventLog()), (e) => isTrustlaunchError(e, 'EVENT_LOG_REPLAY_MISMATCH'));
     await t.node.shutdown();
   });
 });

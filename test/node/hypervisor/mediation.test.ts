@@ -8,7 +8,7 @@ import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { PCR, PLATFORM_PCRS } from '../../../src/protocol/pcrs.js';
 import { FAULT_REASON, type MiniDomainCapability } from '../../../src/node/hypervisor/index.js';
 import { AUTH_DEVICE_TPM } from '../../../src/node/hypervisor/pci.js';
-import { bootTestNode } from './node-fixture.js';
+import { bootTestNode, tpmOf } from './node-fixture.js';
 
 const AUTH_BASE = AUTH_DEVICE_TPM.bars[0]?.base ?? 0;
 const CTRL_START = 0x4c;
@@ -26,19 +26,19 @@ async function launched(kind?: 'sim' | 'pci-nvstore', limits: { faultThreshold?:
 void describe('mediated auth device', () => {
   void it('serves the AuthDevice interface to the mini-domain, keeping error codes', async () => {
     const { t, cap } = await launched();
-    const ak = await cap.device.ensureAttestationKey('ecc-p256');
+    const ak = await tpmOf(cap).ensureAttestationKey('ecc-p256');
     assert.equal(ak.handle >>> 24, 0x81);
-    const ek = await cap.device.endorsements();
+    const ek = await tpmOf(cap).endorsements();
     assert.equal(ek[0]?.algorithm, 'ecc-p256');
     assert.ok(ek[0]?.certificate instanceof Uint8Array && ek[0].certificate.length > 100);
-    await cap.device.nvDefine(NV, { size: 64 });
+    await tpmOf(cap).nvDefine(NV, { size: 64 });
     const data = randomBytes(40);
-    await cap.device.nvWrite(NV, data);
-    assert.deepEqual(Buffer.from(await cap.device.nvRead(NV)).subarray(0, 40), data);
-    assert.equal(await cap.device.nvSize(0x01500098), undefined);
-    await assert.rejects(cap.device.nvRead(0x01500098), (e) => isTrustlaunchError(e, 'NV_INDEX_UNDEFINED'));
+    await tpmOf(cap).nvWrite(NV, data);
+    assert.deepEqual(Buffer.from(await tpmOf(cap).nvRead(NV)).subarray(0, 40), data);
+    assert.equal(await tpmOf(cap).nvSize(0x01500098), undefined);
+    await assert.rejects(tpmOf(cap).nvRead(0x01500098), (e) => isTrustlaunchError(e, 'NV_INDEX_UNDEFINED'));
     // Parallel calls are serialised onto the one mailbox and all complete correctly.
-    const quotes = await Promise.all(Array.from({ length: 8 }, (_, i) => cap.device.quote(ak, PLATFORM_PCRS, Buffer.alloc(32, i))));
+    const quotes = await Promise.all(Array.from({ length: 8 }, (_, i) => tpmOf(cap).quote(ak, PLATFORM_PCRS, Buffer.alloc(32, i))));
     assert.equal(new Set(quotes.map((q) => Buffer.from(q.attest).toString('hex'))).size, 8);
     // The device really is the one the test holds: both see the same NV contents.
     assert.deepEqual(Buffer.from(await t.device.nvRead(NV)).subarray(0, 40), data);
@@ -49,20 +49,20 @@ void describe('mediated auth device', () => {
     const { t, cap } = await launched('pci-nvstore');
     assert.equal(t.node.status().authDevice.bdf, '00:06.0');
     assert.equal(t.node.status().authDevice.owner, cap.domainId);
-    await cap.device.nvDefine(NV, { size: 16 });
-    await cap.device.nvWrite(NV, Buffer.from('persistent only'));
-    assert.equal(Buffer.from(await cap.device.nvRead(NV)).subarray(0, 15).toString(), 'persistent only');
+    await tpmOf(cap).nvDefine(NV, { size: 16 });
+    await tpmOf(cap).nvWrite(NV, Buffer.from('persistent only'));
+    assert.equal(Buffer.from(await tpmOf(cap).nvRead(NV)).subarray(0, 15).toString(), 'persistent only');
     await t.node.shutdown();
   });
 
   void it('refuses powerOff and extends of the hypervisor-measured PCRs, recording each', async () => {
     const { t, cap } = await launched();
     const before = await t.device.pcrRead(PLATFORM_PCRS);
-    await assert.rejects(cap.device.powerOff(), (e) => isTrustlaunchError(e, 'CAPABILITY_DENIED'));
-    for (const pcr of PLATFORM_PCRS) await assert.rejects(cap.device.pcrExtend(pcr, randomBytes(32)), (e) => isTrustlaunchError(e, 'CAPABILITY_DENIED'));
+    await assert.rejects(tpmOf(cap).powerOff(), (e) => isTrustlaunchError(e, 'CAPABILITY_DENIED'));
+    for (const pcr of PLATFORM_PCRS) await assert.rejects(tpmOf(cap).pcrExtend(pcr, randomBytes(32)), (e) => isTrustlaunchError(e, 'CAPABILITY_DENIED'));
     assert.deepEqual(await t.device.pcrRead(PLATFORM_PCRS), before);
     assert.equal(t.node.securityEvents().filter((e) => e.kind === 'CAPABILITY_DENIED').length, 1 + PLATFORM_PCRS.length);
-    await cap.device.pcrExtend(16, randomBytes(32)); // the debug PCR is the mini-domain's to use
+    await tpmOf(cap).pcrExtend(16, randomBytes(32)); // the debug PCR is the mini-domain's to use
     await t.node.shutdown();
   });
 
@@ -83,7 +83,7 @@ void describe('mediated auth device', () => {
     assert.equal(denied.length, attempts.length);
     assert.ok(denied.every((e) => e.domain === 0 && e.detail['bdf'] === '00:1f.0'));
     // The mini-domain still reaches it.
-    await cap.device.pcrRead([0]);
+    await tpmOf(cap).pcrRead([0]);
     await t.node.shutdown();
   });
 
@@ -123,7 +123,7 @@ void describe('mediated auth device', () => {
       assert.equal(cap.mmio({ address: AUTH_BASE + 0x44, size: 4, kind: 'read' }) & 1, 1, 'tpmSts (fatal) not set');
     }
     // The handle reprograms every register, so the next real call works.
-    assert.equal((await cap.device.pcrRead([0])).size, 1);
+    assert.equal((await tpmOf(cap).pcrRead([0])).size, 1);
     t.node.checkInvariants();
     await t.node.shutdown();
   });
@@ -139,16 +139,16 @@ void describe('mediated auth device', () => {
 
   void it("the device's DMA goes through the mini-domain's own page table: unmapping its buffer faults the call", async () => {
     const { t, cap } = await launched();
-    const ak = await cap.device.ensureAttestationKey('ecc-p256');
+    const ak = await tpmOf(cap).ensureAttestationKey('ecc-p256');
     // Find the response buffer: the mailbox sits after the image, command then response (64 KiB each).
     const imagePages = Math.ceil(t.image.length / 4096);
     const responsePfn = imagePages + 16;
     cap.iommu.unmap(responsePfn);
-    await assert.rejects(cap.device.quote(ak, [PCR.MINIDOMAIN], Buffer.alloc(32)), (e) => isTrustlaunchError(e, 'IOMMU_FAULT'));
+    await assert.rejects(tpmOf(cap).quote(ak, [PCR.MINIDOMAIN], Buffer.alloc(32)), (e) => isTrustlaunchError(e, 'IOMMU_FAULT'));
     const fault = t.node.faultRecords().at(-1);
     assert.deepEqual(fault, { sid: 0x00f8, fi: responsePfn * 4096, fr: FAULT_REASON.PTE_WRITE_NOT_SET, t: 0 });
     cap.iommu.map(responsePfn, responsePfn, { r: true, w: true });
-    await cap.device.quote(ak, [PCR.MINIDOMAIN], Buffer.alloc(32));
+    await tpmOf(cap).quote(ak, [PCR.MINIDOMAIN], Buffer.alloc(32));
     // And it can only map its own pages.
     assert.throws(() => cap.iommu.map(responsePfn, 10 ** 6, { r: true, w: true }), (e) => isTrustlaunchError(e, 'IOMMU_MAP_DENIED'));
     t.node.checkInvariants();

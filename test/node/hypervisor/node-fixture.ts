@@ -4,7 +4,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createSelfSignedCa, issueCertificate } from '../../../src/crypto/x509/issue.js';
 import { sha256Digest, type Digest } from '../../../src/protocol/digest.js';
-import { bootHypervisor, type HypervisorBootOptions, type HypervisorNode } from '../../../src/node/hypervisor/index.js';
+import { bootHypervisor, type HypervisorBootOptions, type HypervisorNode, type MiniDomainCapability } from '../../../src/node/hypervisor/index.js';
+import type { AuthDevice } from '../../../src/tpm/auth-device.js';
 import { SoftwareTpmDevice } from '../../../src/tpm/sim/device.js';
 import { manufactureTpm } from '../../../src/tpm/sim/manufacture.js';
 import { MemoryStateStore } from '../../../src/tpm/sim/store.js';
@@ -26,6 +27,12 @@ function manufacturedState(): Promise<Uint8Array> {
     return state;
   })();
   return manufactured;
+}
+
+/** The mediated TPM of a mini-domain on a TPM-like backend. */
+export function tpmOf(cap: MiniDomainCapability | undefined): AuthDevice {
+  if (cap?.authDevice.kind !== 'tpm') throw new Error('this mini-domain has no mediated TPM');
+  return cap.authDevice.device;
 }
 
 export interface TestNode {

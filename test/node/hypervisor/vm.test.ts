@@ -57,7 +57,10 @@ void describe('VMs', () => {
     const key = sshKey();
     guest.send({ v: 1, type: 'host-key', key: `${key} root@guest` });
     const report = await waiting;
-    assert.deepEqual({ ...report, reportedAt: '' }, { vmId: info.vmId, name: 'vm-a', kernelDigest: info.kernelDigest, sshHostKey: key, reportedAt: '' });
+    assert.deepEqual(
+      { ...report, reportedAt: '', attestation: { ...report.attestation, updatedAt: '' } },
+      { vmId: info.vmId, name: 'vm-a', kernelDigest: info.kernelDigest, sshHostKey: key, reportedAt: '', launch: null, attestation: { state: 'booting', reason: null, updatedAt: '' }, note: undefined },
+    );
     guest.send({ v: 1, type: 'host-key', key: sshKey() });
     guest.send({ v: 1, type: 'host-key', key: 'ssh-rsa AAAA' });
     guest.send({ v: 1, type: 'ready', sshPort: 2222 });

@@ -1,0 +1,123 @@
+// Content-addressed files: `<root>/sha256/<hex>`. Uploads stream through SHA-256 into a
+// temporary file in the same directory tree, are checked against the digest they were
+// announced with, then renamed into place (atomic) and the directory fsynced — a reader
+// sees a whole blob or none, and a blob's bytes always hash to its name. Memory use is
+// bounded by the stream's buffers whatever the blob's size.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { formatDigest, parseDigest, type Digest } from '../../protocol/digest.js';
+import { TrustlaunchError } from '../../protocol/errors.js';
+
+export interface StoredBlob {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+/** Hashes and counts what passes through; fails with BODY_TOO_LARGE past `maxBytes`. */
+class HashingLimiter extends Transform {
+  readonly hash = createHash('sha256');
+  size = 0;
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.size += chunk.length;
+    if (this.size > this.maxBytes) {
+      callback(new TrustlaunchError('BODY_TOO_LARGE', `the blob exceeds ${this.maxBytes} bytes`));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+}
+
+export class BlobStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  path(digest: Digest): string {
+    return join(this.root, 'sha256', parseDigest(digest).slice('sha256:'.length));
+  }
+
+  /** Creates the directories and removes partial uploads a crash left behind. */
+  async init(): Promise<void> {
+    await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
+    for (const name of await readdir(join(this.root, 'tmp'))) {
+      if (name.endsWith('.part')) await unlink(join(this.root, 'tmp', name)).catch(() => undefined);
+    }
+  }
+
+  /** The blob's size, or undefined when it is not stored. */
+  async size(digest: Digest): Promise<number | undefined> {
+    try {
+      const st = await stat(this.path(digest));
+      return st.isFile() ? st.size : undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Streams `source` into the store. With `expected`, the bytes must hash to it
+   * (BLOB_DIGEST_MISMATCH otherwise, and nothing is kept).
+   */
+  async write(source: Readable, opts: { expected?: Digest; maxBytes: number }): Promise<StoredBlob> {
+    const temp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.part`);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const limiter = new HashingLimiter(opts.maxBytes);
+    let kept = false;
+    try {
+      await pipeline(source, limiter, handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 }));
+      await handle.sync();
+      const digest = formatDigest(limiter.hash.digest());
+      if (opts.expected !== undefined && digest !== opts.expected) {
+        throw new TrustlaunchError('BLOB_DIGEST_MISMATCH', `the uploaded bytes hash to ${digest}, not ${opts.expected}`, {
+          detail: { expected: opts.expected, actual: digest },
+        });
+      }
+      await handle.close();
+      await rename(temp, this.path(digest));
+      kept = true;
+      await this.#syncDir(join(this.root, 'sha256'));
+      return { digest, size: limiter.size };
+    } finally {
+      if (!kept) {
+        await handle.close().catch(() => undefined);
+        await unlink(temp).catch(() => undefined);
+      }
+    }
+  }
+
+  /** A stream of the blob's bytes (NOT_FOUND when absent). */
+  async read(digest: Digest): Promise<{ stream: ReadStream; size: number }> {
+    const size = await this.size(digest);
+    if (size === undefined) throw new TrustlaunchError('NOT_FOUND', `blob ${digest} is not stored`);
+    return { stream: createReadStream(this.path(digest), { highWaterMark: 1 << 20 }), size };
+  }
+
+  async remove(digest: Digest): Promise<void> {
+    await unlink(this.path(digest)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+  }
+
+  async #syncDir(dir: string): Promise<void> {
+    const d = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+}

@@ -1,0 +1,64 @@
+// Placement policies behind one interface (DESIGN.md §5: "pluggable; default
+// least-loaded active node"). A policy sees only nodes and the request; it never picks a
+// node that is not up or that lacks the memory the VM needs.
+export interface NodeLoad {
+  readonly id: string;
+  readonly status: 'joining' | 'up' | 'down';
+  readonly memoryTotalMiB: number;
+  readonly memoryUsedMiB: number;
+  readonly vmCount: number;
+}
+
+export interface PlacementRequest {
+  readonly memoryMiB: number;
+}
+
+export interface Scheduler {
+  readonly name: SchedulerName;
+  /** The node to place the VM on, or undefined when no node qualifies. */
+  pick<N extends NodeLoad>(nodes: readonly N[], request: PlacementRequest): N | undefined;
+}
+
+export const SCHEDULER_NAMES = ['least-loaded', 'bin-pack'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+/** Up, and enough free memory for the request. */
+export function qualifies(node: NodeLoad, request: PlacementRequest): boolean {
+  return node.status === 'up' && node.memoryTotalMiB > 0 && node.memoryTotalMiB - node.memoryUsedMiB >= request.memoryMiB;
+}
+
+/** a's used/total compared with b's, exactly (cross-multiplied integers, no rounding). */
+function compareLoad(a: NodeLoad, b: NodeLoad): number {
+  return a.memoryUsedMiB * b.memoryTotalMiB - b.memoryUsedMiB * a.memoryTotalMiB;
+}
+
+/** Picks the qualifying node that `better` orders first; ties go to fewer VMs, then the smaller id. */
+function pickBy<N extends NodeLoad>(nodes: readonly N[], request: PlacementRequest, better: (a: N, b: N) => number): N | undefined {
+  let best: N | undefined;
+  for (const n of nodes) {
+    if (!qualifies(n, request)) continue;
+    if (best === undefined) {
+      best = n;
+      continue;
+    }
+    const order = better(n, best) || n.vmCount - best.vmCount || (n.id < best.id ? -1 : n.id > best.id ? 1 : 0);
+    if (order < 0) best = n;
+  }
+  return best;
+}
+
+/** The default: the node with the smallest share of its memory in use — spreads load evenly. */
+export const leastLoaded: Scheduler = {
+  name: 'least-loaded',
+  pick: (nodes, request) => pickBy(nodes, request, compareLoad),
+};
+
+/** Fills nodes up before using the next: the node left with the least free memory — frees whole nodes. */
+export const binPack: Scheduler = {
+  name: 'bin-pack',
+  pick: (nodes, request) => pickBy(nodes, request, (a, b) => a.memoryTotalMiB - a.memoryUsedMiB - (b.memoryTotalMiB - b.memoryUsedMiB)),
+};
+
+export function schedulerNamed(name: SchedulerName): Scheduler {
+  return name === 'bin-pack' ? binPack : leastLoaded;
+}

@@ -30,7 +30,8 @@ const execFileAsync = promisify(execFile);
 const AK_HANDLE = 0x81000100;
 const PCRS = [0, 4, 5, 12];
 const NONCE = Buffer.alloc(32, 0x42);
-const ROUND_MS = 1500;
+const ROUND_MS = 1000;
+const ROUNDS = 5;
 
 /** The smallest loop that can drive swtpm: write the same command, wait for as many bytes as the header announces. */
 class RawLoop {
@@ -87,6 +88,16 @@ function quoteCommand(signHandle: number): Buffer {
   });
 }
 
+/** Runs `a` and `b` in alternating rounds; the best rate of each. */
+async function alternate(a: () => Promise<number>, b: () => Promise<number>): Promise<{ a: number; b: number }> {
+  const best = { a: 0, b: 0 };
+  for (let round = 0; round < ROUNDS; round++) {
+    best.b = Math.max(best.b, await b());
+    best.a = Math.max(best.a, await a());
+  }
+  return best;
+}
+
 /** Latencies of `n` sequential calls, in ms. */
 async function latencies(fn: () => Promise<unknown>, n: number): Promise<number[]> {
   const out: number[] = [];
@@ -111,18 +122,22 @@ async function measure(ctx: BenchContext, dir: string): Promise<void> {
     const ours = (): Promise<unknown> => quote(tpm, { signHandle: AK_HANDLE, qualifyingData: NONCE, pcrs: selection });
     const rawCommand = quoteCommand(AK_HANDLE);
 
-    // Warm both paths, then alternate rounds and keep each side's best (a shared machine is noisy).
+    // Warm both paths, then alternate short rounds and keep each side's best: on a shared,
+    // loaded machine the best round is the one least disturbed by others.
     await ours();
-    let best = { ours: 0, raw: 0 };
-    for (let round = 0; round < 3; round++) {
-      await transport.disconnect();
-      const raw = await RawLoop.open(proc.data);
-      await raw.send(rawCommand);
-      const rawRate = await opsPerSecond(() => raw.send(rawCommand), ROUND_MS);
-      await raw.close();
-      const ourRate = await opsPerSecond(ours, ROUND_MS);
-      best = { ours: Math.max(best.ours, ourRate), raw: Math.max(best.raw, rawRate) };
-    }
+    const best = await alternate(
+      () => opsPerSecond(ours, ROUND_MS),
+      async () => {
+        await transport.disconnect();
+        const raw = await RawLoop.open(proc.data);
+        try {
+          await raw.send(rawCommand);
+          return await opsPerSecond(() => raw.send(rawCommand), ROUND_MS);
+        } finally {
+          await raw.close();
+        }
+      },
+    );
     const ourLatency = await latencies(ours, 200);
     await transport.disconnect();
 
@@ -135,8 +150,8 @@ async function measure(ctx: BenchContext, dir: string): Promise<void> {
     await tool();
     const toolRate = await opsPerSecond(tool, 3000, 20);
 
-    ctx.report({ bench: 'tpm', metric: 'TPM2_Quote per second: our client vs tpm2_quote', value: best.ours, unit: 'quotes/s', baseline: toolRate, note: 'baseline: tpm2_quote run once per quote on the same swtpm (TCP), same run', goal: 'ratio >= 20' });
-    ctx.report({ bench: 'tpm', metric: 'TPM2_Quote per second: our client vs raw socket loop', value: best.ours, unit: 'quotes/s', baseline: best.raw, note: "baseline: one pre-marshalled TPM2_Quote resent over a bare socket (swtpm's own command rate), same swtpm", goal: 'ratio >= 0.8' });
+    ctx.report({ bench: 'tpm', metric: 'TPM2_Quote per second: our client vs tpm2_quote', value: best.a, unit: 'quotes/s', baseline: toolRate, note: 'baseline: tpm2_quote run once per quote on the same swtpm (TCP), same run', goal: 'ratio >= 20' });
+    ctx.report({ bench: 'tpm', metric: 'TPM2_Quote per second: our client vs raw socket loop', value: best.a, unit: 'quotes/s', baseline: best.b, note: "baseline: one pre-marshalled TPM2_Quote resent over a bare socket (swtpm's own command rate), same swtpm", goal: 'ratio >= 0.8' });
     ctx.report({ bench: 'tpm', metric: 'TPM2_Quote latency p50 / p99 (our client)', value: percentile(ourLatency, 50), unit: 'ms', baseline: percentile(ourLatency, 99), ratio: null, note: 'baseline column holds p99' });
     await tpm.close();
   } finally {
@@ -149,16 +164,24 @@ async function measure(ctx: BenchContext, dir: string): Promise<void> {
   try {
     const ak = await dev.ensureAttestationKey('ecc-p384');
     await dev.quote(ak, PCRS, NONCE);
-    const devRate = await opsPerSecond(() => dev.quote(ak, PCRS, NONCE), ROUND_MS);
-    const process_ = dev.process;
-    if (process_ === undefined) throw new Error('device not running');
-    await dev.client.transport.close();
-    const raw = await RawLoop.open(process_.data);
+    const { process: swtpm } = dev;
+    const devTransport = dev.client.transport;
+    if (swtpm === undefined || !(devTransport instanceof SocketTransport)) throw new Error('the swtpm device is not running over a socket');
     const rawCommand = quoteCommand(ak.handle);
-    await raw.send(rawCommand);
-    const rawRate = await opsPerSecond(() => raw.send(rawCommand), ROUND_MS);
-    await raw.close();
-    ctx.report({ bench: 'tpm', metric: 'AuthDevice.quote per second (swtpm device) vs raw socket loop', value: devRate, unit: 'quotes/s', baseline: rawRate, note: 'the device adds its operation lock and AK check to the client', goal: 'ratio >= 0.8' });
+    const devBest = await alternate(
+      () => opsPerSecond(() => dev.quote(ak, PCRS, NONCE), ROUND_MS),
+      async () => {
+        await devTransport.disconnect();
+        const raw = await RawLoop.open(swtpm.data);
+        try {
+          await raw.send(rawCommand);
+          return await opsPerSecond(() => raw.send(rawCommand), ROUND_MS);
+        } finally {
+          await raw.close();
+        }
+      },
+    );
+    ctx.report({ bench: 'tpm', metric: 'AuthDevice.quote per second (swtpm device) vs raw socket loop', value: devBest.a, unit: 'quotes/s', baseline: devBest.b, note: 'the device adds its operation lock and AK check to the client', goal: 'ratio >= 0.8' });
   } finally {
     await dev.powerOff();
   }

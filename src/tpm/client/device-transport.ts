@@ -12,11 +12,13 @@ import { checkCommandFraming, ResponseAssembler, SerialQueue, type TpmTransport 
 
 export const DEFAULT_TPM_DEVICE = '/dev/tpmrm0';
 
+/** PC Client TPMs answer at most 4096 bytes; Linux ≥ 4.20 also serves a longer response over several reads. */
+const READ_CHUNK = 4096;
+
 export class DeviceTransport implements TpmTransport {
   readonly description: string;
   readonly path: string;
   readonly #queue = new SerialQueue();
-  readonly #buffer = Buffer.alloc(MAX_TPM_MESSAGE);
   #handle: FileHandle | undefined;
   #closed = false;
 
@@ -53,12 +55,15 @@ export class DeviceTransport implements TpmTransport {
       const { bytesWritten } = await fh.write(command, 0, command.length);
       if (bytesWritten !== command.length) throw transportError(`${this.description}: wrote ${bytesWritten} of ${command.length} bytes`);
       const assembler = new ResponseAssembler();
-      for (;;) {
-        const { bytesRead } = await fh.read(this.#buffer, 0, this.#buffer.length, null);
+      // A buffer per command: a read retired by a timeout may still complete into its own.
+      const chunk = Buffer.allocUnsafe(READ_CHUNK);
+      for (let reads = 0; reads <= MAX_TPM_MESSAGE / READ_CHUNK; reads++) {
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
         if (bytesRead === 0) throw transportError(`${this.description}: end of file before a complete response`);
-        const response = assembler.push(Buffer.from(this.#buffer.subarray(0, bytesRead)));
+        const response = assembler.push(Buffer.from(chunk.subarray(0, bytesRead)));
         if (response !== undefined) return response;
       }
+      throw transportError(`${this.description}: no complete response after ${MAX_TPM_MESSAGE} bytes`);
     } catch (e) {
       if (e instanceof TrustlaunchError) throw e;
       throw transportError(`${this.description}: ${e instanceof Error ? e.message : String(e)}`, e);

@@ -136,6 +136,8 @@ export class SwtpmProcess {
     let channelArgs: string[];
     if (options.transport === 'unix') {
       const path = options.socketPath ?? join(stateDir, 'swtpm.sock');
+      // sun_path holds 108 bytes with its NUL; the control socket adds ".ctrl".
+      if (Buffer.byteLength(path) + 5 >= 108) throw new TypeError(`unix socket path ${path} is too long (use a shorter node directory or transport 'tcp')`);
       await rm(path, { force: true }).catch(() => undefined);
       await rm(`${path}.ctrl`, { force: true }).catch(() => undefined);
       data = { kind: 'unix', path };

@@ -15,7 +15,11 @@ import { TpmAuthDevice, type TpmAuthDeviceOptions } from './tpm-auth-device.js';
 export interface SwtpmAuthDeviceOptions extends TpmAuthDeviceOptions {
   /** The node's directory: swtpm state, its configuration and the local CA live under it. */
   readonly nodeDir: string;
-  /** How the client reaches swtpm (default TCP on 127.0.0.1). */
+  /**
+   * How the client reaches swtpm. Default 'unix': a 0600 socket in the node directory that
+   * only the node's user can open; 'tcp' listens on 127.0.0.1, where any local process can
+   * connect (useful for tools on another account; tpm2-tools work with both).
+   */
   readonly transport?: SwtpmTransportKind;
   /** Per-command timeout (default 30 s). */
   readonly timeoutMs?: number;
@@ -61,7 +65,7 @@ export class SwtpmAuthDevice extends TpmAuthDevice {
 
   protected async connect(): Promise<TpmClient> {
     if (!(await isManufactured(this.layout))) await manufactureSwtpm(this.layout, this.#options.manufacture);
-    const proc = await SwtpmProcess.start({ stateDir: this.layout.stateDir, transport: this.#options.transport ?? 'tcp' });
+    const proc = await SwtpmProcess.start({ stateDir: this.layout.stateDir, transport: this.#options.transport ?? 'unix' });
     const client = new TpmClient(new SocketTransport(proc.data, `swtpm ${describeEndpoint(proc.data)}`), { timeoutMs: this.#options.timeoutMs ?? 30_000 });
     try {
       await startupClear(client);

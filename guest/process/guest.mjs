@@ -18,6 +18,10 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync
 import { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { setTimeout } from 'node:timers';
+import { TextDecoder } from 'node:util';
 
 const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = '/usr/bin/ssh-keygen';
@@ -338,21 +342,61 @@ channel.on('error', () => void shutdown(0, 'the VM channel failed'));
 
 // --- shutdown ----------------------------------------------------------------------------------
 
-/** Pids of other processes whose environment carries this VM's marker (sshd and its sessions). */
-function markedProcesses() {
+/**
+ * This VM's other processes: our descendants (sshd, its per-connection processes and their
+ * sessions — collected while the tree is intact, since sshd does not take its children
+ * down with it) and any process whose environment carries our marker (sessions, via SetEnv).
+ */
+function vmProcesses() {
   const needle = Buffer.from(`\0TRUSTLAUNCH_VM_MARKER=${marker}\0`);
-  /** @type {number[]} */
-  const pids = [];
+  /** @type {Map<number, number>} pid → parent pid */
+  const parents = new Map();
+  /** @type {Set<number>} */
+  const found = new Set();
   for (const name of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(name) || Number(name) === process.pid) continue;
     try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] === 'Z') continue;
+      parents.set(Number(name), Number(fields[1]));
       const env = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${name}/environ`)]);
-      if (env.includes(needle)) pids.push(Number(name));
+      if (env.includes(needle)) found.add(Number(name));
     } catch {
       // gone, or not ours to read
     }
   }
-  return pids;
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!found.has(pid) && (ppid === process.pid || found.has(ppid))) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
+/** @param {number} pid */
+function alive(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** @param {Iterable<number>} pids @param {NodeJS.Signals} signal */
+function signalAll(pids, signal) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** @type {Promise<void> | undefined} */
@@ -362,18 +406,16 @@ function shutdown(code, why) {
   stopped ??= (async () => {
     stopping = true;
     if (why !== undefined) say(`${why}; stopping`);
-    const child = sshd;
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(STOP_GRACE_MS)]);
-    }
-    for (const pid of markedProcesses()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+    const all = vmProcesses();
+    signalAll(all, 'SIGTERM');
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while (Date.now() < deadline && [...all].some(alive)) await sleep(20);
+    for (let round = 0; round < 10; round++) {
+      const left = new Set([...all].filter(alive));
+      for (const pid of vmProcesses()) left.add(pid);
+      if (left.size === 0) break;
+      signalAll(left, 'SIGKILL');
+      await sleep(10);
     }
     rmSync(dir, { recursive: true, force: true });
     closeSync(devNull);

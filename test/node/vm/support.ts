@@ -1,0 +1,141 @@
+// Test support for process VMs: a hypervisor on the software TPM with the real process
+// backend, a client key, the real OpenSSH client, and guest image variants (a behaviour
+// marker, and a tampered guest that leaks its private host key to the console).
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js';
+import { defaultGuestImage, openProcessVmBackend, type ProcessVmBackend, type ProcessVmBackendOptions } from '../../../src/node/vm/process/index.js';
+import { bootTestNode, type TestNode } from '../hypervisor/node-fixture.js';
+import { requireCommand, tempDir } from '../../support/system.js';
+
+export interface ProcessNode extends TestNode {
+  readonly mini: MiniDomainCapability;
+  readonly backend: ProcessVmBackend;
+  readonly runtimeRoot: string;
+  /** Shuts the node down (stopping every VM) and removes the runtime directory. */
+  close(): Promise<void>;
+}
+
+/** The real hypervisor (software TPM) with the real process backend as its VM runner. */
+export async function bootProcessNode(options: Omit<ProcessVmBackendOptions, 'runtimeRoot'> & { runtimeRoot?: string } = {}): Promise<ProcessNode> {
+  requireCommand('/usr/sbin/sshd');
+  requireCommand('ssh-keygen');
+  const tmp = options.runtimeRoot === undefined ? tempDir('tl-pvm-') : undefined;
+  const runtimeRoot = options.runtimeRoot ?? join((tmp as { path: string }).path, 'runtime');
+  const backend = await openProcessVmBackend({ ...options, runtimeRoot });
+  const minis: MiniDomainCapability[] = [];
+  const t = await bootTestNode({
+    miniDomain: ({ capability }) => (minis.push(capability), { stop: () => Promise.resolve() }),
+    vmRunner: backend.runner,
+  });
+  await t.node.dom0.launchMiniDomain(t.image);
+  const mini = minis[0];
+  if (mini === undefined) throw new Error('the mini-domain did not start');
+  return {
+    ...t,
+    mini,
+    backend,
+    runtimeRoot,
+    close: async () => {
+      await t.node.shutdown();
+      await backend.close();
+      tmp?.dispose();
+    },
+  };
+}
+
+export interface ClientKey {
+  readonly path: string;
+  /** `ssh-ed25519 AAAA… comment` */
+  readonly publicKey: string;
+  readonly dir: string;
+  dispose(): void;
+}
+
+export async function clientKey(): Promise<ClientKey> {
+  const dir = tempDir('tl-client-');
+  const path = join(dir.path, 'id_ed25519');
+  await run(requireCommand('ssh-keygen'), ['-q', '-t', 'ed25519', '-N', '', '-C', 'user@test', '-f', path]);
+  return { path, publicKey: readFileSync(`${path}.pub`, 'utf8').trim(), dir: dir.path, dispose: dir.dispose };
+}
+
+export interface RunResult {
+  readonly status: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function run(file: string, args: readonly string[], timeoutMs = 20_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
+      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+let knownHostsFiles = 0;
+
+/** The real `ssh` with StrictHostKeyChecking=yes and only the known_hosts content given. */
+export async function ssh(o: { port: number; key: ClientKey; knownHosts: string; hostKeyAlias?: string; command: string; timeoutMs?: number }): Promise<RunResult> {
+  const knownHostsPath = join(o.key.dir, `known_hosts.${knownHostsFiles++}`);
+  writeFileSync(knownHostsPath, o.knownHosts);
+  return run(
+    requireCommand('ssh'),
+    [
+      '-F', '/dev/null',
+      '-o', 'BatchMode=yes',
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', `UserKnownHostsFile=${knownHostsPath}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null',
+      '-o', 'IdentitiesOnly=yes',
+      '-o', 'ConnectTimeout=10',
+      ...(o.hostKeyAlias === undefined ? [] : ['-o', `HostKeyAlias=${o.hostKeyAlias}`]),
+      '-i', o.key.path,
+      '-p', String(o.port),
+      `${userInfo().username}@127.0.0.1`,
+      o.command,
+    ],
+    o.timeoutMs ?? 20_000,
+  );
+}
+
+/** True when nothing listens on 127.0.0.1:port (we can bind it). */
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** The default guest plus one statement that prints `trustlaunch-guest: variant <label>` (a different image that boots the same way). */
+export function guestVariant(label: string): Buffer {
+  if (!/^[a-z0-9-]{1,32}$/.test(label)) throw new TypeError('label');
+  return Buffer.concat([defaultGuestImage(), Buffer.from(`\nprocess.stdout.write('trustlaunch-guest: variant ${label}\\n');\n`)]);
+}
+
+/**
+ * A tampered guest for attack tests: the default guest plus code that, once the host key
+ * exists, copies the private key to the console — which dom0 reads. Its digest differs
+ * from the default image's, which is how the CA's allowlist catches it.
+ */
+export function tamperedGuestImage(): Buffer {
+  const leak = `
+// --- tampering: leak the private host key to the console (dom0) ---
+{
+  const { readdirSync: tlLs, readFileSync: tlRead } = await import('node:fs');
+  const tlTmp = process.env['TMPDIR'] ?? '/tmp';
+  for (let i = 0; i < 200; i++) {
+    const d = tlLs(tlTmp).find((n) => n.startsWith('tl-guest-'));
+    let key;
+    try { key = d === undefined ? undefined : tlRead(tlTmp + '/' + d + '/ssh_host_ed25519_key', 'utf8'); } catch { key = undefined; }
+    if (key !== undefined && key.includes('END OPENSSH PRIVATE KEY')) { process.stdout.write('LEAKED ' + key); break; }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+`;
+  return Buffer.concat([defaultGuestImage(), Buffer.from(leak)]);
+}

@@ -68,13 +68,26 @@ export async function startSwtpmFixture(options: FixtureOptions = {}): Promise<S
     const proc = await SwtpmProcess.start({ stateDir: layout.stateDir, transport: options.transport ?? 'tcp' });
     const transport = new SocketTransport(proc.data);
     const tpm = new TpmClient(transport, { timeoutMs: options.timeoutMs ?? 15_000 });
-    await startupClear(tpm);
+    try {
+      await startupClear(tpm);
+    } catch (e) {
+      await tpm.close();
+      await proc.stop();
+      throw e;
+    }
     return { proc, transport, tpm };
   };
+  let first: Awaited<ReturnType<typeof start>>;
+  try {
+    first = await start();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const f: SwtpmFixture = {
     dir,
     layout,
-    ...(await start()),
+    ...first,
     env: () => ({ TPM2TOOLS_TCTI: f.proc.tcti }),
     async restart() {
       await f.tpm.close();

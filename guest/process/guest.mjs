@@ -14,7 +14,7 @@
 // SIGTERM, or the channel closing (the hypervisor went away), stops sshd and every process
 // carrying this VM's marker, removes the temp dir and exits.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -94,18 +94,33 @@ function run(file, args) {
   });
 }
 
-/** Inode of the socket listening on 127.0.0.1:port, or undefined (sshd binds a new one after SIGHUP). @param {number} port */
+/**
+ * Inode of sshd's socket listening on 127.0.0.1:port, or undefined. Only a socket sshd
+ * holds counts (another process may listen there); sshd binds a new one after SIGHUP.
+ * @param {number} port
+ */
 function listenInode(port) {
+  const pid = sshd?.pid;
+  if (pid === undefined) return undefined;
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  /** @type {Set<string>} */
+  const held = new Set();
   let table = '';
   try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        held.add(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        // closed meanwhile
+      }
+    }
     table = readFileSync('/proc/net/tcp', 'utf8');
   } catch {
     return undefined;
   }
   for (const line of table.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1] === local && f[3] === '0A') return f[9];
+    if (f[1] === local && f[3] === '0A' && held.has(`socket:[${f[9]}]`)) return f[9];
   }
   return undefined;
 }

@@ -36,7 +36,7 @@ export interface QuoteResult {
 export interface NvIndexAttributes {
   /** Size in bytes (at most NV_INDEX_MAX = 2048). */
   readonly size: number;
-  /** When true, TPM2_NV_WriteLock may later forbid writes until the next TPM reset (TPMA_NV_WRITEDEFINE when `permanent`). */
+  /** When true, TPM2_NV_WriteLock may later forbid writes until the next TPM reset (TPMA_NV_WRITE_STCLEAR). */
   readonly writeLockable?: boolean;
 }
 
@@ -45,7 +45,11 @@ export interface AuthDevice {
   /** A line for logs, e.g. "swtpm 0.7.1 at 127.0.0.1:2321". */
   readonly description: string;
 
-  /** Power-on: TPM2_Startup(CLEAR). PCRs start from zero, persistent objects and NV stay. */
+  /**
+   * Power-on: TPM2_Startup(CLEAR). On the software TPM and swtpm, PCRs start from their
+   * reset values; a hardware TPM already holds the firmware's boot measurements.
+   * Persistent objects and NV stay. The hypervisor re-measures after every power-on.
+   */
   powerOn(): Promise<void>;
   /** Orderly shutdown and release of the transport. */
   powerOff(): Promise<void>;

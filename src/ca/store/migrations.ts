@@ -1,0 +1,116 @@
+// The CA's migrations (namespace `ca`). Receipts and decisions are append-only at the
+// database level: no UPDATE or DELETE path exists for them, whoever asks.
+import { sql, type Kysely } from 'kysely';
+import { appendOnly, COLUMN, type Migrations } from '../../store/index.js';
+
+export const CA_NAMESPACE = 'ca';
+
+export const caMigrations: Migrations = {
+  '0001_ca_core': {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations see any schema
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('ca_tokens')
+        .addColumn('id', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('token_hash', COLUMN.text, (c) => c.notNull().unique())
+        .addColumn('created_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('used_at', COLUMN.time)
+        .addColumn('used_by', COLUMN.text)
+        .execute();
+
+      await db.schema
+        .createTable('ca_registrations')
+        .addColumn('id', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('node_id', COLUMN.text, (c) => c.notNull())
+        .addColumn('token_id', COLUMN.text, (c) => c.notNull().references('ca_tokens.id'))
+        .addColumn('ek_public', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ek_certificate', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ak_public', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ak_name', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('secret_hash', COLUMN.text, (c) => c.notNull())
+        .addColumn('qualifying_data', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('state', COLUMN.text, (c) => c.notNull().check(sqlIn('state', ['pending', 'answered'])))
+        .addColumn('created_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('ca_nodes')
+        .addColumn('id', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('status', COLUMN.text, (c) => c.notNull().check(sqlIn('status', ['active', 'revoked'])))
+        .addColumn('ek_public', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ek_certificate', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ak_public', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('ak_name', COLUMN.bytes, (c) => c.notNull())
+        .addColumn('platform', COLUMN.text, (c) => c.notNull())
+        .addColumn('registered_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('revoked_at', COLUMN.time)
+        .addColumn('revoke_reason', COLUMN.text)
+        .execute();
+
+      await db.schema
+        .createTable('ca_allowlist')
+        .addColumn('name', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('kernel', COLUMN.text, (c) => c.notNull())
+        .addColumn('initrd', COLUMN.text)
+        .addColumn('cmdline', COLUMN.text)
+        .addColumn('created_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('expires_at', COLUMN.time)
+        .addColumn('revoked_at', COLUMN.time)
+        .execute();
+      await db.schema.createIndex('ca_allowlist_kernel').on('ca_allowlist').column('kernel').execute();
+
+      await db.schema
+        .createTable('ca_platforms')
+        .addColumn('name', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('hypervisor', COLUMN.text, (c) => c.notNull())
+        .addColumn('minidomain', COLUMN.text, (c) => c.notNull())
+        .addColumn('firmware', COLUMN.text)
+        .addColumn('boot_config', COLUMN.text)
+        .addColumn('pcrs', COLUMN.json)
+        .addColumn('created_at', COLUMN.time, (c) => c.notNull())
+        .execute();
+
+      // One receipt per nonce across the whole CA: the primary key is the nonce.
+      await db.schema
+        .createTable('ca_receipts')
+        .addColumn('nonce', COLUMN.text, (c) => c.primaryKey())
+        .addColumn('jti', COLUMN.text, (c) => c.notNull().unique())
+        .addColumn('node_id', COLUMN.text, (c) => c.notNull())
+        .addColumn('vm_id', COLUMN.text, (c) => c.notNull())
+        .addColumn('status', COLUMN.text, (c) => c.notNull().check(sqlIn('status', ['affirming', 'contraindicated'])))
+        .addColumn('receipt', COLUMN.text, (c) => c.notNull())
+        .addColumn('host_certificate', COLUMN.text)
+        .addColumn('issued_at', COLUMN.time, (c) => c.notNull())
+        .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
+        .execute();
+      await appendOnly(db, 'ca_receipts');
+
+      await db.schema
+        .createTable('ca_decisions')
+        .addColumn('id', COLUMN.id, (c) => c.primaryKey())
+        .addColumn('at', COLUMN.time, (c) => c.notNull())
+        .addColumn('kind', COLUMN.text, (c) => c.notNull().check(sqlIn('kind', ['evidence', 'registration'])))
+        .addColumn('outcome', COLUMN.text, (c) => c.notNull().check(sqlIn('outcome', ['affirming', 'contraindicated', 'refused', 'challenged', 'registered'])))
+        .addColumn('node_id', COLUMN.text)
+        .addColumn('vm_id', COLUMN.text)
+        .addColumn('nonce', COLUMN.text)
+        .addColumn('step', COLUMN.text)
+        .addColumn('code', COLUMN.text)
+        .addColumn('message', COLUMN.text)
+        .addColumn('evidence_hash', COLUMN.text)
+        .addColumn('receipt_jti', COLUMN.text)
+        .execute();
+      await db.schema.createIndex('ca_decisions_at').on('ca_decisions').columns(['at', 'id']).execute();
+      await db.schema.createIndex('ca_decisions_node').on('ca_decisions').columns(['node_id', 'at', 'id']).execute();
+      await db.schema.createIndex('ca_decisions_nonce').on('ca_decisions').column('nonce').execute();
+      await appendOnly(db, 'ca_decisions');
+    },
+  },
+};
+
+/** `check (column in ('a', 'b'))` with literal values (they are constants, never input). */
+function sqlIn(column: string, values: readonly string[]) {
+  return sql.raw(`${column} in (${values.map((v) => `'${v.replaceAll("'", "''")}'`).join(', ')})`);
+}

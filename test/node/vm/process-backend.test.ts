@@ -13,8 +13,8 @@ import { formatSshPublicKey } from '../../../src/crypto/ssh-keys.js';
 import { sha256Digest } from '../../../src/protocol/digest.js';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { defaultGuestImage, vmProcesses } from '../../../src/node/vm/process/index.js';
-import { tempDir } from '../../support/system.js';
-import { bootProcessNode, clientKey, guestVariant, portIsFree, ssh, type ClientKey, type ProcessNode } from './support.js';
+import { requireCommand, tempDir } from '../../support/system.js';
+import { bootProcessNode, clientKey, guestVariant, portIsFree, run, ssh, type ClientKey, type ProcessNode } from './support.js';
 
 const BOOT_TIMEOUT_MS = 20_000;
 
@@ -108,7 +108,7 @@ void describe('process VMs', () => {
     await pn.node.dom0.destroyVm(info.vmId);
   });
 
-  void it('drops a certificate for another key or a user certificate; sshd keeps serving the plain key', async () => {
+  void it('drops a certificate for another key, a user certificate or garbage; sshd keeps serving the plain key', async () => {
     const { info, report, endpoint } = await boot('vm-badcert');
     const ca = sshCa();
     const now = Date.now();
@@ -117,10 +117,12 @@ void describe('process VMs', () => {
     pn.mini.sendHostCertificate(info.vmId, issueHostCertificate({ caPrivateKey: ca.privateKey, hostKey: foreignKey, principals: ['vm-badcert.test'], keyId: 'x', ...validity }));
     pn.mini.sendHostCertificate(info.vmId, 'ssh-ed25519-cert-v01@openssh.com AAAAnot-base64!');
     pn.mini.sendHostCertificate(info.vmId, `${report.sshHostKey}`);
-    await waitUntil(() => (pn.backend.console(info.vmId)?.match(/dropped a channel line/g) ?? []).length >= 3);
+    pn.mini.sendHostCertificate(info.vmId, await userCertificate(report.sshHostKey));
+    await waitUntil(() => (pn.backend.console(info.vmId)?.match(/dropped a channel line/g) ?? []).length >= 4);
     const consoleText = pn.backend.console(info.vmId) ?? '';
     assert.match(consoleText, /host-certificate: certifies another key/);
     assert.match(consoleText, /host-certificate: not an ssh-ed25519 certificate line/);
+    assert.match(consoleText, /host-certificate: not a valid host certificate/);
     await assert.rejects(pn.backend.waitForGuest(info.vmId, 'certificate-installed', 300), (e) => isTrustlaunchError(e, 'TIMEOUT'));
     const viaCa = await ssh({ port: endpoint.sshPort, key, knownHosts: `@cert-authority vm-badcert.test ${ca.line}\n`, hostKeyAlias: 'vm-badcert.test', command: 'true' });
     assert.equal(viaCa.status, 255, 'no certificate was installed');
@@ -203,6 +205,21 @@ void describe('process VMs', () => {
     assert.equal(await portIsFree(seen.sshPort), true);
   });
 });
+
+/** A *user* certificate for `publicKey`, made by ssh-keygen (which is what a confused CA would hand out). */
+async function userCertificate(publicKey: string): Promise<string> {
+  const dir = tempDir('tl-usercert-');
+  try {
+    writeFileSync(join(dir.path, 'key.pub'), `${publicKey}\n`);
+    const keygen = requireCommand('ssh-keygen');
+    assert.equal((await run(keygen, ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir.path, 'ca')])).status, 0);
+    const signed = await run(keygen, ['-q', '-s', join(dir.path, 'ca'), '-I', 'user', '-n', 'root', join(dir.path, 'key.pub')]);
+    assert.equal(signed.status, 0, signed.stderr);
+    return readFileSync(join(dir.path, 'key-cert.pub'), 'utf8').trim();
+  } finally {
+    dir.dispose();
+  }
+}
 
 function commandOf(pid: number): string {
   try {

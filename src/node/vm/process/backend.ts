@@ -153,11 +153,12 @@ export class ProcessVmBackend implements VmBackend {
     return this.#vms.get(vmId)?.process.channelStats();
   }
 
-  /** Resolves (ms after spawn) when the guest sent `event`; NOT_FOUND, TIMEOUT, VM_BOOT_FAILED. */
+  /** Resolves (ms after spawn) when the guest sent `event`; TIMEOUT, VM_BOOT_FAILED (it ended), NOT_FOUND. */
   waitForGuest(vmId: DomainId, event: GuestEvent, timeoutMs: number): Promise<number> {
     const vm = this.#vms.get(vmId);
-    if (vm === undefined) return Promise.reject(new TrustlaunchError('NOT_FOUND', `no process VM ${vmId}`));
-    return vm.process.waitFor(event, timeoutMs);
+    if (vm !== undefined) return vm.process.waitFor(event, timeoutMs);
+    if (this.#consoles.has(vmId)) return Promise.reject(new TrustlaunchError('VM_BOOT_FAILED', `process VM ${vmId} has ended`));
+    return Promise.reject(new TrustlaunchError('NOT_FOUND', `no process VM ${vmId}`));
   }
 
   async close(): Promise<void> {

@@ -3,11 +3,14 @@
 // backend's virtio-serial unix socket. Newline-delimited JSON, UTF-8, at most 16 KiB per
 // line. From the guest, only a JSON object with `"v": 1` and a string `type` is passed to
 // the hypervisor's endpoint; anything else is dropped and counted, and an over-long line
-// is discarded up to its newline without being buffered.
+// is discarded up to its newline without being buffered. Towards the guest, a message
+// longer than a line, or one more for a guest that leaves 256 KiB unread, is dropped.
 import type { Duplex } from 'node:stream';
 import type { VmChannelEndpoint, VmChannelMessage } from '../../hypervisor/index.js';
 
 export const CHANNEL_MAX_LINE = 16 * 1024;
+/** Bytes queued for a guest that does not read its channel; beyond this, messages are dropped. */
+export const CHANNEL_MAX_QUEUED = 256 * 1024;
 
 export interface ChannelStats {
   /** Messages passed from the guest to the hypervisor. */
@@ -15,7 +18,7 @@ export interface ChannelStats {
   /** Lines from the guest dropped (too long, not UTF-8, not JSON, not a v1 message). */
   readonly droppedFromGuest: number;
   readonly toGuest: number;
-  /** Messages to the guest dropped (longer than a line may be). */
+  /** Messages to the guest dropped (longer than a line may be, or the guest does not read). */
   readonly droppedToGuest: number;
 }
 
@@ -118,7 +121,7 @@ export function bridgeChannel(stream: Duplex, endpoint: VmChannelEndpoint, obser
   const stopListening = endpoint.onMessage((message) => {
     if (!open || stream.destroyed || !stream.writable) return;
     const line = `${JSON.stringify(message)}\n`;
-    if (Buffer.byteLength(line) - 1 > CHANNEL_MAX_LINE) {
+    if (Buffer.byteLength(line) - 1 > CHANNEL_MAX_LINE || stream.writableLength > CHANNEL_MAX_QUEUED) {
       stats.droppedToGuest++;
       return;
     }

@@ -5,8 +5,7 @@
 // and usage. The trusted node process holds the backend; it gives `runner` to the
 // hypervisor and the rest (never a channel, never a host key) to dom0.
 import { z } from 'zod';
-import type { VmChannelMessage, VmRunner } from '../hypervisor/index.js';
-import type { DomainId } from '../hypervisor/index.js';
+import type { DomainId, VmChannelMessage, VmRunner } from '../hypervisor/index.js';
 import { HostnameSchema, SshPublicKeySchema, parseMessage } from '../../protocol/messages.js';
 
 /** At most this many authorized keys per VM (the guests enforce the same bound). */

@@ -97,6 +97,8 @@ export const ERROR_CODES = {
   CAPACITY_EXCEEDED: def('state', 409, 'the node has no capacity for this VM'),
   VM_BOOT_FAILED: def('state', 500, 'the VM did not boot or did not report its host key in time'),
   NVSTORE_CORRUPT: def('state', 500, 'the pci-nvstore medium holds no valid TPM state (bad superblock, or both state slots damaged)'),
+  NVSTORE_IO_ERROR: def('state', 502, 'the pci-nvstore device reported an error for a block transfer'),
+  MINIDOMAIN_IMAGE_INVALID: def('policy', 403, 'the measured mini-domain image is not a well-formed agent archive, or not the agent code this node runs'),
 
   // --- TPM client -------------------------------------------------------------
   TPM_RESPONSE_ERROR: def('state', 502, 'the TPM answered a command with an error response code'),

@@ -4,7 +4,7 @@
 // sees a whole blob or none, and a blob's bytes always hash to its name. Memory use is
 // bounded by the stream's buffers whatever the blob's size.
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, type ReadStream } from 'node:fs';
+import { constants, createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -74,28 +74,24 @@ export class BlobStore {
    */
   async write(source: Readable, opts: { expected?: Digest; maxBytes: number }): Promise<StoredBlob> {
     const temp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.part`);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     const limiter = new HashingLimiter(opts.maxBytes);
     let kept = false;
     try {
-      await pipeline(source, limiter, handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 }));
-      await handle.sync();
+      // 'wx' is O_CREAT|O_EXCL: the random name cannot be a file or link someone planted.
+      await pipeline(source, limiter, createWriteStream(temp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 }));
+      await this.#sync(temp, constants.O_RDONLY);
       const digest = formatDigest(limiter.hash.digest());
       if (opts.expected !== undefined && digest !== opts.expected) {
         throw new TrustlaunchError('BLOB_DIGEST_MISMATCH', `the uploaded bytes hash to ${digest}, not ${opts.expected}`, {
           detail: { expected: opts.expected, actual: digest },
         });
       }
-      await handle.close();
       await rename(temp, this.path(digest));
       kept = true;
-      await this.#syncDir(join(this.root, 'sha256'));
+      await this.#sync(join(this.root, 'sha256'), constants.O_RDONLY | constants.O_DIRECTORY);
       return { digest, size: limiter.size };
     } finally {
-      if (!kept) {
-        await handle.close().catch(() => undefined);
-        await unlink(temp).catch(() => undefined);
-      }
+      if (!kept) await unlink(temp).catch(() => undefined);
     }
   }
 
@@ -112,8 +108,9 @@ export class BlobStore {
     });
   }
 
-  async #syncDir(dir: string): Promise<void> {
-    const d = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  /** fsync of a file (its data) or a directory (a rename in it). */
+  async #sync(path: string, flags: number): Promise<void> {
+    const d = await open(path, flags);
     try {
       await d.sync();
     } finally {

@@ -1,0 +1,105 @@
+// Placement policies: never a node that is down (or joining) or lacks the memory; the
+// default really picks the least loaded node; bin-pack really packs.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { binPack, leastLoaded, qualifies, schedulerNamed, type NodeLoad, type Scheduler } from '../../src/manager/scheduler.js';
+
+const nodeArb: fc.Arbitrary<NodeLoad> = fc
+  .record({
+    id: fc.stringMatching(/^n[0-9a-z]{1,6}$/),
+    status: fc.constantFrom('joining', 'up', 'down'),
+    memoryTotalMiB: fc.integer({ min: 0, max: 1 << 20 }),
+    usedShare: fc.double({ min: 0, max: 1.2, noNaN: true }),
+    vmCount: fc.nat({ max: 500 }),
+  })
+  .map(({ usedShare, ...n }) => ({ ...n, memoryUsedMiB: Math.floor(n.memoryTotalMiB * usedShare) }));
+const nodesArb = fc.uniqueArray(nodeArb, { selector: (n) => n.id, maxLength: 12 });
+const requestArb = fc.record({ memoryMiB: fc.integer({ min: 1, max: 1 << 18 }) });
+
+const load = (n: NodeLoad): number => n.memoryUsedMiB / n.memoryTotalMiB;
+const free = (n: NodeLoad): number => n.memoryTotalMiB - n.memoryUsedMiB;
+
+for (const scheduler of [leastLoaded, binPack] as Scheduler[]) {
+  describe(`scheduler ${scheduler.name}`, () => {
+    it('never picks a node that is not up or lacks capacity, and picks one whenever one qualifies (property)', () => {
+      fc.assert(
+        fc.property(nodesArb, requestArb, (nodes, request) => {
+          const picked = scheduler.pick(nodes, request);
+          const eligible = nodes.filter((n) => n.status === 'up' && free(n) >= request.memoryMiB && n.memoryTotalMiB > 0);
+          if (picked === undefined) {
+            assert.equal(eligible.length, 0);
+          } else {
+            assert.equal(picked.status, 'up');
+            assert.ok(free(picked) >= request.memoryMiB);
+            assert.ok(nodes.includes(picked));
+          }
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it('is deterministic and does not depend on the order nodes are listed in (property)', () => {
+      const withShuffle = nodesArb.chain((nodes) => fc.tuple(fc.constant(nodes), fc.shuffledSubarray(nodes, { minLength: nodes.length, maxLength: nodes.length })));
+      fc.assert(
+        fc.property(withShuffle, requestArb, ([nodes, shuffled], request) => {
+          assert.equal(scheduler.pick(nodes, request)?.id, scheduler.pick(shuffled, request)?.id);
+        }),
+      );
+    });
+  });
+}
+
+describe('least-loaded (the default)', () => {
+  it('is what the config names by default', () => {
+    assert.equal(schedulerNamed('least-loaded'), leastLoaded);
+    assert.equal(schedulerNamed('bin-pack'), binPack);
+  });
+
+  it('picks a node whose used share is no larger than any other qualifying node (property)', () => {
+    fc.assert(
+      fc.property(nodesArb, requestArb, (nodes, request) => {
+        const picked = leastLoaded.pick(nodes, request);
+        if (picked === undefined) return;
+        for (const n of nodes.filter((m) => qualifies(m, request))) assert.ok(load(picked) <= load(n) + 1e-12, `${picked.id} ${load(picked)} > ${n.id} ${load(n)}`);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('spreads a series of equal VMs evenly over equal nodes', () => {
+    let nodes: NodeLoad[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB: 0, vmCount: 0 }));
+    for (let i = 0; i < 12; i++) {
+      const p = leastLoaded.pick(nodes, { memoryMiB: 256 });
+      assert.ok(p !== undefined);
+      nodes = nodes.map((n) => (n.id === p.id ? { ...n, memoryUsedMiB: n.memoryUsedMiB + 256, vmCount: n.vmCount + 1 } : n));
+    }
+    assert.deepEqual(nodes.map((n) => n.vmCount), [3, 3, 3, 3]);
+  });
+});
+
+describe('bin-pack', () => {
+  it('picks the qualifying node left with the least free memory (property)', () => {
+    fc.assert(
+      fc.property(nodesArb, requestArb, (nodes, request) => {
+        const picked = binPack.pick(nodes, request);
+        if (picked === undefined) return;
+        for (const n of nodes.filter((m) => qualifies(m, request))) assert.ok(free(picked) <= free(n));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('fills one node before using the next', () => {
+    let nodes: NodeLoad[] = ['a', 'b'].map((id) => ({ id, status: 'up', memoryTotalMiB: 1024, memoryUsedMiB: 0, vmCount: 0 }));
+    const order: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const p = binPack.pick(nodes, { memoryMiB: 256 });
+      assert.ok(p !== undefined);
+      order.push(p.id);
+      nodes = nodes.map((n) => (n.id === p.id ? { ...n, memoryUsedMiB: n.memoryUsedMiB + 256, vmCount: n.vmCount + 1 } : n));
+    }
+    assert.deepEqual(order, ['a', 'a', 'a', 'a', 'b', 'b', 'b', 'b']);
+    assert.equal(binPack.pick(nodes, { memoryMiB: 1 }), undefined, 'full nodes take nothing');
+  });
+});

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT } from './exit-codes.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerManagerCommands } from './commands/manager.js';
+import { registerImageCommands } from './commands/image.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerNodeCommands(program);
+  registerManagerCommands(program);
+  registerImageCommands(program);
   return program;
 }
 

@@ -106,13 +106,24 @@ async function lookup(ctx: AttestContext, report: VmReport, evidence: Evidence):
 }
 
 function deliver(ctx: AttestContext, report: VmReport, answer: EvidenceAnswer): void {
-  if (answer.status !== 'contraindicated' && answer.hostCertificate !== undefined) {
+  const status = answer.status ?? statusOf(answer.receipt);
+  if (status !== 'contraindicated' && answer.hostCertificate !== undefined) {
     ctx.cap.sendHostCertificate(report.vmId, answer.hostCertificate);
     ctx.cap.setAttestation(report.vmId, { state: 'attested' });
-    ctx.log('attested', { vm: report.name, status: answer.status });
+    ctx.log('attested', { vm: report.name, status });
     return;
   }
-  refuse(ctx, report, reasonOf(answer), new TrustlaunchError('RECEIPT_CONTRAINDICATED', `the CA judged the launch ${answer.status}`));
+  refuse(ctx, report, reasonOf(answer), new TrustlaunchError('RECEIPT_CONTRAINDICATED', `the CA judged the launch ${status}`));
+}
+
+/** The receipt's `ear.status` (a receipt fetched by nonce carries no separate status). */
+function statusOf(receipt: string): string {
+  try {
+    const s = decodeReceiptUnverified(receipt).claims['ear.status'];
+    return typeof s === 'string' ? s : 'contraindicated';
+  } catch {
+    return 'contraindicated';
+  }
 }
 
 /** The reason code a contraindicated receipt names (unverified here: the user verifies the receipt). */

@@ -20,10 +20,10 @@ import {
   type RegistrationResult,
 } from '../../protocol/messages.js';
 
-/** What the CA answers to evidence (and what GET /v1/receipts/{nonce} returns). */
+/** What the CA answers to evidence (and, without `status`, what GET /v1/receipts/{nonce} returns). */
 export const EvidenceAnswerSchema = z.object({
   receipt: z.string().min(1).max(16_384),
-  status: z.enum(EAR_STATUSES),
+  status: z.enum(EAR_STATUSES).optional(),
   hostCertificate: z.string().min(1).max(16_384).optional(),
 });
 export type EvidenceAnswer = z.infer<typeof EvidenceAnswerSchema>;

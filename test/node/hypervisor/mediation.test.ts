@@ -14,9 +14,9 @@ const AUTH_BASE = AUTH_DEVICE_TPM.bars[0]?.base ?? 0;
 const CTRL_START = 0x4c;
 const NV = 0x01500099;
 
-async function launched(kind?: 'sim' | 'pci-nvstore', limits: { faultThreshold?: number } = {}): Promise<{ t: Awaited<ReturnType<typeof bootTestNode>>; cap: MiniDomainCapability }> {
+async function launched(limits: { faultThreshold?: number } = {}): Promise<{ t: Awaited<ReturnType<typeof bootTestNode>>; cap: MiniDomainCapability }> {
   const caps: MiniDomainCapability[] = [];
-  const t = await bootTestNode({ limits, ...(kind === undefined ? {} : { kind }), miniDomain: ({ capability }) => (caps.push(capability), { stop: () => Promise.resolve() }) });
+  const t = await bootTestNode({ limits, miniDomain: ({ capability }) => (caps.push(capability), { stop: () => Promise.resolve() }) });
   await t.node.dom0.launchMiniDomain(t.image);
   const cap = caps[0];
   assert.ok(cap);
@@ -42,16 +42,6 @@ void describe('mediated auth device', () => {
     assert.equal(new Set(quotes.map((q) => Buffer.from(q.attest).toString('hex'))).size, 8);
     // The device really is the one the test holds: both see the same NV contents.
     assert.deepEqual(Buffer.from(await t.device.nvRead(NV)).subarray(0, 40), data);
-    await t.node.shutdown();
-  });
-
-  void it('works the same for the storage-only pci-nvstore configuration at its own BDF', async () => {
-    const { t, cap } = await launched('pci-nvstore');
-    assert.equal(t.node.status().authDevice.bdf, '00:06.0');
-    assert.equal(t.node.status().authDevice.owner, cap.domainId);
-    await tpmOf(cap).nvDefine(NV, { size: 16 });
-    await tpmOf(cap).nvWrite(NV, Buffer.from('persistent only'));
-    assert.equal(Buffer.from(await tpmOf(cap).nvRead(NV)).subarray(0, 15).toString(), 'persistent only');
     await t.node.shutdown();
   });
 
@@ -88,7 +78,7 @@ void describe('mediated auth device', () => {
   });
 
   void it('dom0 can neither program the device for DMA nor reach mini-domain memory with its own devices', async () => {
-    const { t, cap } = await launched(undefined, { faultThreshold: 1_000_000 });
+    const { t, cap } = await launched({ faultThreshold: 1_000_000 });
     assert.throws(() => t.node.dom0.dma('00:1f.0', { address: 0, kind: 'read', length: 16 }), (e) => isTrustlaunchError(e, 'MMIO_DENIED'));
     cap.memory.write(0, Buffer.from('mini-domain secret'));
     const before = t.node.snapshot(true);

@@ -47,11 +47,11 @@ export interface TestNode {
 export const FIRMWARE = { description: 'trustlaunch model firmware 1.0', digest: sha256Digest('firmware 1.0') } as const;
 export const HYPERVISOR_IMAGE = { description: 'trustlaunch hypervisor model', digest: sha256Digest('hypervisor image') } as const;
 
-export async function bootTestNode(options: Partial<Omit<HypervisorBootOptions, 'openAuthDevice' | 'bootConfig' | 'platform'>> & { image?: Uint8Array; kind?: 'sim' | 'pci-nvstore' } = {}): Promise<TestNode> {
+export async function bootTestNode(options: Partial<Omit<HypervisorBootOptions, 'openAuthDevice' | 'openNvStore' | 'bootConfig' | 'platform'>> & { image?: Uint8Array } = {}): Promise<TestNode> {
   const image = options.image ?? randomBytes(3 * 4096 + 123);
   const digest = sha256Digest(image);
-  const device = new SoftwareTpmDevice({ store: new MemoryStateStore(await manufacturedState()), ...(options.kind === undefined ? {} : { kind: options.kind }) });
-  const { image: _image, kind: _kind, ...rest } = options;
+  const device = new SoftwareTpmDevice({ store: new MemoryStateStore(await manufacturedState()) });
+  const { image: _image, ...rest } = options;
   const node = await bootHypervisor({
     ...rest,
     bootConfig: { v: 1, nodeId: 'node-1', launchPolicy: { miniDomainDigest: digest } },

@@ -20,6 +20,7 @@ const Dom0NodeSchema = z.object({
   id: Text(63),
   capacity: z.object({
     memoryMiB: z.object({ total: z.number().int().min(0).max(2 ** 32), used: z.number().int().min(0).max(2 ** 32) }),
+    maxVms: z.number().int().min(0).max(1_000_000),
   }),
   vmCount: z.number().int().min(0).max(1_000_000),
   health: Text(64),
@@ -83,6 +84,7 @@ export class Dom0Client {
       memoryTotalMiB: n.capacity.memoryMiB.total,
       memoryUsedMiB: n.capacity.memoryMiB.used,
       vmCount: n.vmCount,
+      maxVms: n.capacity.maxVms,
       health: n.health,
       deviceKind: n.device.kind,
     };

@@ -16,7 +16,7 @@ import { VM_ID } from './ids.js';
 import type { Launcher } from './launcher.js';
 import { isTerminal } from './lifecycle.js';
 import type { Log } from './log.js';
-import { observe, sameReport, stepFor } from './node-report.js';
+import { aliveOnNode, observe, sameReport, stepFor } from './node-report.js';
 import { listNodes, recordPollFailure, recordPollSuccess, type NodeRecord } from './nodes.js';
 import { listNodeVms, recordNodeReport, transition } from './vms.js';
 
@@ -104,7 +104,7 @@ export class NodeMonitor {
       if (this.launcher.busy(vm.id)) continue;
       const report = onNode.get(vm.id);
       if (isTerminal(vm.state)) {
-        if (report !== undefined && observe(report).state !== 'stopped' && observe(report).state !== 'failed') {
+        if (report !== undefined && aliveOnNode(report)) {
           this.log.warn({ vmId: vm.id, nodeId }, 'node runs a VM the manager considers ended; stopping it');
           await client.stopVm(vm.id).catch(() => false);
         }

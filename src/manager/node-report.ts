@@ -34,6 +34,7 @@ const FAILED_WORDS: ReadonlySet<string> = new Set(['failed', 'crashed', 'error']
 
 /** What the node's report means for the VM. */
 export function observe(report: NodeVmReport): Observation {
+  if (report.attestation === 'refused' && report.code === UNATTESTED_CODE) return observeUnattested(report);
   if (report.attestation === 'refused') {
     return { state: 'failed', code: codeOr(report.code, 'RECEIPT_CONTRAINDICATED'), message: report.message ?? 'the node reports that attestation was refused' };
   }
@@ -44,6 +45,24 @@ export function observe(report: NodeVmReport): Observation {
   if (report.attestation === 'attested') return { state: 'running' };
   if (report.attestation === 'attesting') return { state: 'attesting' };
   return { state: 'booting' };
+}
+
+/**
+ * A node with attestation turned off (a benchmark/development switch) reports every VM
+ * refused with UNSUPPORTED. Its VMs are followed by their run state alone: `running`
+ * in the manager never meant "trusted" — only a CA receipt does.
+ */
+export const UNATTESTED_CODE = 'UNSUPPORTED';
+
+function observeUnattested(report: NodeVmReport): Observation {
+  if (FAILED_WORDS.has(report.state)) return { state: 'failed', code: codeOr(report.code, 'VM_BOOT_FAILED'), message: report.message ?? `the node reports the VM ${report.state}` };
+  if (STOPPED_WORDS.has(report.state)) return { state: 'stopped' };
+  return report.state === 'running' ? { state: 'running' } : { state: 'booting' };
+}
+
+/** Whether the node still runs the VM (or is starting it), whatever its attestation. */
+export function aliveOnNode(report: NodeVmReport): boolean {
+  return report.state === 'running' || report.state === 'booting';
 }
 
 function codeOr(code: string | undefined, fallback: ErrorCode): ErrorCode {

@@ -53,6 +53,7 @@ export interface NodeHealthReport {
   readonly memoryTotalMiB: number;
   readonly memoryUsedMiB: number;
   readonly vmCount: number;
+  readonly maxVms: number;
   readonly health: string;
   readonly deviceKind: string;
 }
@@ -71,6 +72,7 @@ function toNode(r: NodesTable): NodeRecord {
     memoryTotalMiB: r.memory_total_mib,
     memoryUsedMiB: r.memory_used_mib,
     vmCount: r.vm_count,
+    maxVms: r.max_vms,
     health: r.health,
     deviceKind: r.device_kind,
   };
@@ -121,7 +123,7 @@ export async function joinNode(db: Db, request: NodeJoinRequest): Promise<NodeRe
     await consumeJoinToken(trx, request.token, request.nodeId);
     await trx
       .insertInto('mgr_nodes')
-      .values({ id: request.nodeId, ...fields, memory_total_mib: 0, memory_used_mib: 0, vm_count: 0, health: null, device_kind: null })
+      .values({ id: request.nodeId, ...fields, memory_total_mib: 0, memory_used_mib: 0, vm_count: 0, max_vms: 0, health: null, device_kind: null })
       .onConflict((oc) => oc.column('id').doUpdateSet(fields))
       .execute();
     // New credentials may mean a new node behind the same id: what it holds is unknown.
@@ -167,6 +169,7 @@ export async function recordPollSuccess(db: Db, id: string, report: NodeHealthRe
       memory_total_mib: report.memoryTotalMiB,
       memory_used_mib: report.memoryUsedMiB,
       vm_count: report.vmCount,
+      max_vms: report.maxVms,
       health: report.health,
       device_kind: report.deviceKind,
     })

@@ -1,12 +1,16 @@
 // Placement policies behind one interface (DESIGN.md §5: "pluggable; default
 // least-loaded active node"). A policy sees only nodes and the request; it never picks a
-// node that is not up or that lacks the memory the VM needs.
+// node that is not up and healthy, or that lacks a VM slot or the memory the VM needs.
 export interface NodeLoad {
   readonly id: string;
   readonly status: 'joining' | 'up' | 'down';
   readonly memoryTotalMiB: number;
   readonly memoryUsedMiB: number;
   readonly vmCount: number;
+  /** How many VMs the node runs at most. */
+  readonly maxVms: number;
+  /** The node's own health word; only `ok` nodes take VMs (degraded: its mini-domain is not running). */
+  readonly health: string | null;
 }
 
 export interface PlacementRequest {
@@ -22,9 +26,15 @@ export interface Scheduler {
 export const SCHEDULER_NAMES = ['least-loaded', 'bin-pack'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
-/** Up, and enough free memory for the request. */
+/** Up and healthy, with a VM slot and enough free memory for the request. */
 export function qualifies(node: NodeLoad, request: PlacementRequest): boolean {
-  return node.status === 'up' && node.memoryTotalMiB > 0 && node.memoryTotalMiB - node.memoryUsedMiB >= request.memoryMiB;
+  return (
+    node.status === 'up' &&
+    node.health === 'ok' &&
+    node.vmCount < node.maxVms &&
+    node.memoryTotalMiB > 0 &&
+    node.memoryTotalMiB - node.memoryUsedMiB >= request.memoryMiB
+  );
 }
 
 /** a's used/total compared with b's, exactly (cross-multiplied integers, no rounding). */

@@ -12,6 +12,8 @@ const nodeArb: fc.Arbitrary<NodeLoad> = fc
     memoryTotalMiB: fc.integer({ min: 0, max: 1 << 20 }),
     usedShare: fc.double({ min: 0, max: 1.2, noNaN: true }),
     vmCount: fc.nat({ max: 500 }),
+    maxVms: fc.nat({ max: 600 }),
+    health: fc.constantFrom('ok', 'ok', 'ok', 'degraded', null),
   })
   .map(({ usedShare, ...n }) => ({ ...n, memoryUsedMiB: Math.floor(n.memoryTotalMiB * usedShare) }));
 const nodesArb = fc.uniqueArray(nodeArb, { selector: (n) => n.id, maxLength: 12 });
@@ -22,15 +24,17 @@ const free = (n: NodeLoad): number => n.memoryTotalMiB - n.memoryUsedMiB;
 
 for (const scheduler of [leastLoaded, binPack] as Scheduler[]) {
   describe(`scheduler ${scheduler.name}`, () => {
-    it('never picks a node that is not up or lacks capacity, and picks one whenever one qualifies (property)', () => {
+    it('never picks a node that is not up and healthy or lacks capacity, and picks one whenever one qualifies (property)', () => {
       fc.assert(
         fc.property(nodesArb, requestArb, (nodes, request) => {
           const picked = scheduler.pick(nodes, request);
-          const eligible = nodes.filter((n) => n.status === 'up' && free(n) >= request.memoryMiB && n.memoryTotalMiB > 0);
+          const eligible = nodes.filter((n) => n.status === 'up' && n.health === 'ok' && n.vmCount < n.maxVms && free(n) >= request.memoryMiB && n.memoryTotalMiB > 0);
           if (picked === undefined) {
             assert.equal(eligible.length, 0);
           } else {
             assert.equal(picked.status, 'up');
+            assert.equal(picked.health, 'ok');
+            assert.ok(picked.vmCount < picked.maxVms, 'a VM slot is free');
             assert.ok(free(picked) >= request.memoryMiB);
             assert.ok(nodes.includes(picked));
           }
@@ -68,7 +72,7 @@ describe('least-loaded (the default)', () => {
   });
 
   it('spreads a series of equal VMs evenly over equal nodes', () => {
-    let nodes: NodeLoad[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB: 0, vmCount: 0 }));
+    let nodes: NodeLoad[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok' }));
     for (let i = 0; i < 12; i++) {
       const p = leastLoaded.pick(nodes, { memoryMiB: 256 });
       assert.ok(p !== undefined);
@@ -91,7 +95,7 @@ describe('bin-pack', () => {
   });
 
   it('fills one node before using the next', () => {
-    let nodes: NodeLoad[] = ['a', 'b'].map((id) => ({ id, status: 'up', memoryTotalMiB: 1024, memoryUsedMiB: 0, vmCount: 0 }));
+    let nodes: NodeLoad[] = ['a', 'b'].map((id) => ({ id, status: 'up', memoryTotalMiB: 1024, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok' }));
     const order: string[] = [];
     for (let i = 0; i < 8; i++) {
       const p = binPack.pick(nodes, { memoryMiB: 256 });

@@ -66,6 +66,7 @@ async function up(db: AnyDb): Promise<void> {
     .addColumn('memory_total_mib', COLUMN.int, (c) => c.notNull())
     .addColumn('memory_used_mib', COLUMN.int, (c) => c.notNull())
     .addColumn('vm_count', COLUMN.int, (c) => c.notNull())
+    .addColumn('max_vms', COLUMN.int, (c) => c.notNull())
     .addColumn('health', COLUMN.text)
     .addColumn('device_kind', COLUMN.text)
     .execute();

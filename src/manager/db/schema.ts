@@ -60,6 +60,8 @@ export interface NodesTable {
   memory_total_mib: number;
   memory_used_mib: number;
   vm_count: number;
+  max_vms: number;
+  /** dom0's word: ok (the mini-domain runs), degraded (it does not: attestation would wait). */
   health: string | null;
   device_kind: string | null;
 }

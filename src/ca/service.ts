@@ -16,6 +16,8 @@ import { Registrar } from './registrar/registrar.js';
 import { caMigrations, CA_NAMESPACE } from './store/migrations.js';
 import type { CaSchema } from './store/schema.js';
 import { DecisionCommitter } from './verifier/committer.js';
+import { commitGroup } from './verifier/commit-group.js';
+import { startCommitThread } from './verifier/commit-thread.js';
 import type { JudgeSettings } from './verifier/judge.js';
 import { Issuer } from './issuer/issuer.js';
 import { createJudgePool, type JudgePool } from './verifier/pool.js';
@@ -33,6 +35,11 @@ export interface CaServiceOptions {
   /** pino level, or false for no logs. */
   readonly logLevel?: string | false;
   readonly logFile?: string;
+  /**
+   * Commit evidence decisions in a thread of their own (default: on SQLite files, whose
+   * synchronous commits would otherwise stall the main thread for every fsync).
+   */
+  readonly commitThread?: boolean;
 }
 
 export interface CaService {
@@ -79,7 +86,10 @@ export async function startCaService(opts: CaServiceOptions): Promise<CaService>
     const pool: JudgePool = createJudgePool(settings, policy.snapshot, opts.threads ?? availableParallelism());
     opened.push(() => pool.close());
     policy.onChange((s) => pool.setPolicy(s));
-    const committer = new DecisionCommitter({ store, issuer: new Issuer(settings), onError });
+    const commitThread = opts.commitThread ?? (store.dialect === 'sqlite' && !opts.databaseUrl.includes(':memory:')) ? await startCommitThread(opts.databaseUrl, settings) : undefined;
+    if (commitThread !== undefined) opened.push(() => commitThread.close());
+    const issuer = new Issuer(settings);
+    const committer = new DecisionCommitter(commitThread?.write ?? ((judgements) => commitGroup(store.db, issuer, judgements)), store.notifier, onError);
     const waiters = await ReceiptWaiters.open(store);
     opened.push(() => waiters.close());
     const registrar = new Registrar({

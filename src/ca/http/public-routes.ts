@@ -65,6 +65,8 @@ export function registerPublicRoutes(app: HttpServer, deps: PublicRouteDeps): vo
       {
         bodyLimit: EVIDENCE_BODY_LIMIT,
         validatorCompiler: () => (data: unknown) => ({ value: data }),
+        // The CA builds this response itself from what it stored: no need to re-validate it.
+        serializerCompiler: () => (data: unknown) => JSON.stringify(data),
         schema: { summary: 'Judge launch evidence (authenticated by the AK signature); stores and returns the receipt', body: EvidenceSchema, response: { 200: EvidenceResponseSchema, ...errors } },
       },
       (req) => deps.evidence(req.body as string),

@@ -71,12 +71,12 @@ export function decisionView(d: DecisionRow): z.infer<typeof DecisionViewSchema>
   };
 }
 
-/** Pagination cursors are opaque: base64url of `at.id`. */
-export function encodeCursor(next: { at: number; id: string }): string {
-  return Buffer.from(`${next.at}.${next.id}`).toString('base64url');
+/** Pagination cursors are opaque: base64url of the last decision id. */
+export function encodeCursor(lastId: string): string {
+  return Buffer.from(lastId).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { at: number; id: string } | undefined {
-  const m = /^(\d{1,16})\.([0-9a-f-]{1,64})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  return m === null ? undefined : { at: Number(m[1]), id: m[2] as string };
+export function decodeCursor(cursor: string): string | undefined {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  return /^\d{15}-[0-9a-f]{16}$/.test(id) ? id : undefined;
 }

@@ -3,7 +3,8 @@
 // per certificate); on the CA's hot path this encoder writes the same fields in ~25 µs,
 // most of it the Ed25519 signature. The tests check its output with `ssh-keygen -L` and
 // crypto's strict verifyHostCertificate.
-import { createPublicKey, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { random } from '../random.js';
 import { sshPublicKeyBlob, sshString, SshReader } from '../../crypto/ssh-keys.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
 
@@ -59,7 +60,7 @@ export class HostCertificateSigner {
     const keyFields = req.hostKeyBlob.subarray(r.position);
     const signed = Buffer.concat([
       sshString(certType),
-      sshString(randomBytes(32)), // nonce, as ssh-keygen writes it
+      sshString(random.take(32)), // nonce, as ssh-keygen writes it
       keyFields,
       uint64(req.serial),
       uint32(SSH2_CERT_TYPE_HOST),

@@ -3,7 +3,8 @@
 // OpenSSH host certificate for the VM's key. Contraindicated: a signed receipt with what
 // the evidence asserted and `reason` {step, code, message}, so the user learns that, and
 // why, the launch was refused.
-import { createHash, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
+import { random } from '../random.js';
 import { RECEIPT_PROFILE, type LaunchClaims, type ReceiptClaims } from '../../protocol/messages.js';
 import { HostCertificateSigner } from './host-certificate.js';
 import { ReceiptSigner } from './receipt-signer.js';
@@ -69,7 +70,7 @@ export class Issuer {
       iss: this.#opts.issuer,
       iat,
       exp: iat + this.#opts.receiptLifetimeSeconds,
-      jti: randomBytes(16).toString('base64url'),
+      jti: random.take(16).toString('base64url'),
       eat_profile: RECEIPT_PROFILE,
       eat_nonce: claims.nonce,
       sub: claims.vmId,
@@ -96,7 +97,7 @@ export class Issuer {
       hostKeyBlob: hostKey.blob,
       principals: [claims.hostname],
       keyId: `vm=${claims.vmId} node=${claims.nodeId} nonce=${claims.nonce}`,
-      serial: randomBytes(8).readBigUInt64BE(),
+      serial: random.take(8).readBigUInt64BE(),
       validAfter: base.iat - HOST_CERT_BACKDATE_SECONDS,
       validBefore: base.exp,
     });

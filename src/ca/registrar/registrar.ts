@@ -7,7 +7,7 @@
 //   → eventLog → platform → activate. A pending registration takes one answer; any
 //   refusal leaves no node behind.
 // Every outcome, refusals included, is a row in the decisions table.
-import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { TrustlaunchError, isTrustlaunchError, type ErrorCode } from '../../protocol/errors.js';
 import { fromBase64url, toBase64url } from '../../protocol/base64url.js';
 import { sha256Digest } from '../../protocol/digest.js';
@@ -33,7 +33,7 @@ import { verifyQuote } from '../../tpm/quote/verify.js';
 import { eventsFromJson } from '../../tpm/eventlog/json.js';
 import { checkReplay } from '../../tpm/eventlog/replay.js';
 import { matchPlatform } from '../policy/platform.js';
-import { insertDecisions } from '../store/decisions.js';
+import { decisionId, insertDecisions } from '../store/decisions.js';
 import { findNode, insertNode } from '../store/nodes.js';
 import { listPlatformReferences } from '../store/policy.js';
 import { insertRegistration, takeRegistration, type PendingRegistration } from '../store/registrations.js';
@@ -80,10 +80,11 @@ export class Registrar {
   async #record(outcome: DecisionOutcome, nodeId: string | null, e?: unknown): Promise<void> {
     const failure = isTrustlaunchError(e) ? e : undefined;
     if (e !== undefined && failure === undefined) return; // a bug or an outage: nothing was decided
+    const at = Date.now();
     await insertDecisions(this.#opts.store.db, [
       {
-        id: randomUUID(),
-        at: Date.now(),
+        id: decisionId(at),
+        at,
         kind: 'registration',
         outcome,
         node_id: nodeId,

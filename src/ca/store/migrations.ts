@@ -76,7 +76,7 @@ export const caMigrations: Migrations = {
       await db.schema
         .createTable('ca_receipts')
         .addColumn('nonce', COLUMN.text, (c) => c.primaryKey())
-        .addColumn('jti', COLUMN.text, (c) => c.notNull().unique())
+        .addColumn('jti', COLUMN.text, (c) => c.notNull())
         .addColumn('node_id', COLUMN.text, (c) => c.notNull())
         .addColumn('vm_id', COLUMN.text, (c) => c.notNull())
         .addColumn('status', COLUMN.text, (c) => c.notNull().check(sqlIn('status', ['affirming', 'contraindicated'])))
@@ -102,9 +102,9 @@ export const caMigrations: Migrations = {
         .addColumn('evidence_hash', COLUMN.text)
         .addColumn('receipt_jti', COLUMN.text)
         .execute();
-      await db.schema.createIndex('ca_decisions_at').on('ca_decisions').columns(['at', 'id']).execute();
-      await db.schema.createIndex('ca_decisions_node').on('ca_decisions').columns(['node_id', 'at', 'id']).execute();
-      await db.schema.createIndex('ca_decisions_nonce').on('ca_decisions').column('nonce').execute();
+      // Decision ids begin with the time (store/decisions.ts decisionId), so the primary
+      // key orders them and new rows append at its end; no other index on random values.
+      await db.schema.createIndex('ca_decisions_node').on('ca_decisions').columns(['node_id', 'id']).execute();
       await appendOnly(db, 'ca_decisions');
     },
   },

@@ -12,11 +12,12 @@
 import { createHash } from 'node:crypto';
 import { isTrustlaunchError, type ErrorCode } from '../../protocol/errors.js';
 import { canonicalBytes } from '../../protocol/canonical-json.js';
-import { EvidenceSchema, LaunchClaimsSchema, describeIssues, type Evidence, type LaunchClaims } from '../../protocol/messages.js';
+import { EvidenceSchema, LaunchClaimsSchema, describeIssues, type Evidence, type EventLogJson, type LaunchClaims } from '../../protocol/messages.js';
+import { TrustlaunchError } from '../../protocol/errors.js';
 import { PLATFORM_PCRS } from '../../protocol/pcrs.js';
-import { parseSshPublicKey } from '../../crypto/ssh-keys.js';
+import { parseSshPublicKeyBlob, SshReader } from '../../crypto/ssh-keys.js';
+import { TPM_ALG } from '../../tpm/constants.js';
 import { verifyQuote, type QuoteStep, type VerifiedQuote } from '../../tpm/quote/verify.js';
-import { eventsFromJson } from '../../tpm/eventlog/json.js';
 import { checkReplay } from '../../tpm/eventlog/replay.js';
 import type { TcgEvent } from '../../tpm/eventlog/event.js';
 import { matchAllowlist, type AllowlistEntry } from '../policy/allowlist.js';
@@ -88,11 +89,31 @@ function parseEvidence(body: string): Parsed {
   }
   const evidence = parsed.data;
   try {
-    const key = parseSshPublicKey(evidence.claims.sshHostKey);
-    return { evidence, hostKey: { type: key.type, blob: key.blob } };
+    return { evidence, hostKey: parseHostKey(evidence.claims.sshHostKey) };
   } catch (e) {
     return fail('schema', 'MALFORMED_KEY', `claims.sshHostKey: ${(e as Error).message}`, evidence.claims);
   }
+}
+
+/**
+ * The VM's host key, strictly: canonical base64, the blob's type equal to the line's, no
+ * trailing bytes; an Ed25519 key is 32 bytes, an ECDSA key a valid uncompressed P-256
+ * point (crypto's parser, which builds a key object, checks the point).
+ */
+function parseHostKey(line: string): HostKey {
+  const [type, base64] = line.split(' ') as [string, string];
+  const blob = Buffer.from(base64, 'base64');
+  if (blob.toString('base64') !== base64) throw new TrustlaunchError('MALFORMED_KEY', 'base64 is not canonical');
+  if (type === 'ssh-ed25519') {
+    const r = new SshReader(blob);
+    const inner = r.string().toString('latin1');
+    const key = r.string();
+    r.end();
+    if (inner !== type || key.length !== 32) throw new TrustlaunchError('MALFORMED_KEY', 'not an ssh-ed25519 key blob');
+  } else if (parseSshPublicKeyBlob(blob).type !== type) {
+    throw new TrustlaunchError('MALFORMED_KEY', `the line says ${type} but the key blob is not`);
+  }
+  return { type, blob };
 }
 
 // --- node and quote -------------------------------------------------------------------
@@ -144,13 +165,25 @@ function checkQuote(evidence: Evidence, node: NodeFacts): VerifiedQuote {
 
 function checkEventLog(evidence: Evidence, quote: VerifiedQuote): TcgEvent[] {
   try {
-    const events = eventsFromJson(evidence.eventLog);
+    const events = toTcgEvents(evidence.eventLog);
     checkReplay(events, quote.pcrs);
     return events;
   } catch (e) {
     if (!isTrustlaunchError(e)) throw e;
     return fail('eventLog', e.code, e.message, evidence.claims);
   }
+}
+
+/**
+ * The schema step has validated the log (EventLogSchema); this only converts it, with
+ * eventsFromJson's one extra rule: exactly one SHA-256 digest per event.
+ */
+function toTcgEvents(log: EventLogJson): TcgEvent[] {
+  return log.map((e, n) => {
+    const d = e.digests[0];
+    if (e.digests.length !== 1 || d === undefined) throw new TrustlaunchError('EVENT_LOG_MALFORMED', `[${n}].digests: the SHA-256 bank must appear exactly once`);
+    return { pcrIndex: e.pcrIndex, eventType: e.eventType, digests: [{ hashAlg: TPM_ALG.SHA256, digest: Buffer.from(d.digest, 'hex') }], event: Buffer.from(e.event, 'base64url') };
+  });
 }
 
 function checkPlatform(policy: PolicySnapshot, events: readonly TcgEvent[], quote: VerifiedQuote, claims: LaunchClaims, fresh: boolean): string {

@@ -3,14 +3,20 @@
 // while the main thread does HTTP and the database. Policy snapshots are posted to every
 // worker before any job that must see them (a port delivers messages in order).
 // With `threads: 0` the judge runs on the main thread (small deployments, tests).
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { siblingModule, startThread } from '../threads.js';
 import type { PolicySnapshot } from '../policy/snapshot.js';
 import { EvidenceJudge, type JudgeResult, type JudgeSettings } from './judge.js';
 
-export type ToWorker = { readonly type: 'policy'; readonly policy: PolicySnapshot } | { readonly type: 'judge'; readonly id: number; readonly body: string; readonly fresh: boolean };
-export interface FromWorker {
+export interface Job {
   readonly id: number;
-  readonly result: JudgeResult;
+  readonly body: string;
+  readonly fresh: boolean;
+}
+/** Jobs travel in batches: every request that arrived in one event-loop turn, one message per thread. */
+export type ToWorker = { readonly type: 'policy'; readonly policy: PolicySnapshot } | { readonly type: 'judge'; readonly jobs: readonly Job[] };
+export interface FromWorker {
+  readonly results: ReadonlyArray<{ readonly id: number; readonly result: JudgeResult }>;
 }
 
 export interface JudgePool {
@@ -26,18 +32,12 @@ const MAX_RESPAWNS = 10;
 interface Slot {
   worker: Worker;
   readonly pending: Map<number, (r: JudgeResult) => void>;
+  /** Jobs not yet posted (flushed at the end of this event-loop turn). */
+  outbox: Job[];
 }
 
-/** The worker entry: the .ts source under tsx (registered in the thread first), the .js file once built. */
 function spawn(settings: JudgeSettings, policy: PolicySnapshot): Worker {
-  const self = import.meta.url;
-  const workerData = { settings, policy };
-  if (self.endsWith('.ts')) {
-    const entry = new URL('./worker.ts', self).href;
-    const code = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); }).catch((e) => { console.error(e); process.exit(70); })`;
-    return new Worker(code, { eval: true, workerData });
-  }
-  return new Worker(new URL('./worker.js', self), { workerData });
+  return startThread(siblingModule(import.meta.url, 'worker'), { settings, policy });
 }
 
 class ThreadPool implements JudgePool {
@@ -49,6 +49,7 @@ class ThreadPool implements JudgePool {
   #next = 1;
   #respawns = 0;
   #closed = false;
+  #flushScheduled = false;
 
   constructor(settings: JudgeSettings, policy: PolicySnapshot, threads: number) {
     this.threads = threads;
@@ -60,18 +61,21 @@ class ThreadPool implements JudgePool {
 
   #start(existing?: Slot): Slot {
     const worker = spawn(this.#settings, this.#policy);
-    const slot: Slot = existing ?? { worker, pending: new Map() };
+    const slot: Slot = existing ?? { worker, pending: new Map(), outbox: [] };
     slot.worker = worker;
     worker.on('message', (m: FromWorker | 'ready') => {
       if (m === 'ready') return;
-      const done = slot.pending.get(m.id);
-      slot.pending.delete(m.id);
-      done?.(m.result);
+      for (const { id, result } of m.results) {
+        const done = slot.pending.get(id);
+        slot.pending.delete(id);
+        done?.(result);
+      }
     });
     const died = (why: string): void => {
       if (slot.worker !== worker) return;
       for (const done of slot.pending.values()) done({ kind: 'error', message: `judge thread ${why}` });
       slot.pending.clear();
+      slot.outbox = [];
       if (this.#closed) return;
       if (this.#respawns++ < MAX_RESPAWNS) this.#start(slot);
       else this.#slots.splice(this.#slots.indexOf(slot), 1);
@@ -90,13 +94,27 @@ class ThreadPool implements JudgePool {
     const id = this.#next++;
     return new Promise((resolve) => {
       slot.pending.set(id, resolve);
-      slot.worker.postMessage({ type: 'judge', id, body, fresh } satisfies ToWorker);
+      slot.outbox.push({ id, body, fresh });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => this.#flush());
+      }
     });
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    for (const s of this.#slots) {
+      if (s.outbox.length === 0) continue;
+      s.worker.postMessage({ type: 'judge', jobs: s.outbox } satisfies ToWorker);
+      s.outbox = [];
+    }
   }
 
   setPolicy(policy: PolicySnapshot): void {
     this.#policy = policy;
     this.#fallback.setPolicy(policy);
+    this.#flush(); // jobs queued before the change keep their order before it
     for (const s of this.#slots) s.worker.postMessage({ type: 'policy', policy } satisfies ToWorker);
   }
 

@@ -15,7 +15,7 @@ port.on('message', (m: ToWorker) => {
     judge.setPolicy(m.policy);
     return;
   }
-  const reply: FromWorker = { id: m.id, result: judge.judge(m.body, m.fresh) };
+  const reply: FromWorker = { results: m.jobs.map((j) => ({ id: j.id, result: judge.judge(j.body, j.fresh) })) };
   port.postMessage(reply);
 });
 port.postMessage('ready');

@@ -194,7 +194,7 @@ export async function loadCaDirectory(dir: string): Promise<CaMaterial> {
 }
 
 /** The admin token of a CA directory (for the admin commands run on the CA's machine). */
-export async function readAdminToken(dir: string, file = CA_FILES.adminToken): Promise<string> {
+export async function readAdminToken(dir: string, file: string = CA_FILES.adminToken): Promise<string> {
   return (await readSecretFile(path(dir, file), { maxBytes: 1024 })).toString('utf8').trim();
 }
 

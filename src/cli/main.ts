@@ -4,6 +4,7 @@ import { EXIT } from './exit-codes.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerManagerCommands } from './commands/manager.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerCaCommands } from './commands/ca.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerManagerCommands(program);
   registerImageCommands(program);
+  registerCaCommands(program);
   return program;
 }
 

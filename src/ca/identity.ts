@@ -8,7 +8,7 @@ import { canonicalBytes } from '../protocol/canonical-json.js';
 import { sha256Digest, type Digest } from '../protocol/digest.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { PemSchema, describeIssues } from '../protocol/messages.js';
-import { parseJwks, type PinnedKey } from '../crypto/receipts.js';
+import { parseJwks, type Jwks } from '../crypto/receipts.js';
 import { parseSshPublicKey } from '../crypto/ssh-keys.js';
 import { parseCertificate, type Certificate } from '../crypto/x509.js';
 
@@ -46,7 +46,8 @@ export function identityFingerprint(doc: CaIdentity): CaFingerprint {
 export interface PinnedCa {
   readonly issuer: string;
   readonly fingerprint: CaFingerprint;
-  readonly receiptKeys: readonly PinnedKey[];
+  /** The receipt keys, checked to parse: what verifyReceipt takes as `keys`. */
+  readonly receiptKeys: Jwks;
   readonly sshCaKey: KeyObject;
   readonly sshCaKeyLine: string;
   readonly tlsRoot: Certificate;
@@ -71,10 +72,11 @@ export function parseIdentity(input: unknown, expectedFingerprint?: string): Pin
   if (ssh.type !== 'ssh-ed25519') throw new TrustlaunchError('MALFORMED_KEY', 'the SSH CA key must be ssh-ed25519');
   const tlsRoot = parseCertificate(document.tlsRoot);
   if (tlsRoot.basicConstraints?.ca !== true) throw new TrustlaunchError('MALFORMED_CERTIFICATE', 'the CA root certificate is not a CA certificate');
+  parseJwks(document.receiptKeys);
   return {
     issuer: document.issuer,
     fingerprint,
-    receiptKeys: parseJwks(document.receiptKeys),
+    receiptKeys: document.receiptKeys as Jwks,
     sshCaKey: ssh.key,
     sshCaKeyLine: document.sshCaKey,
     tlsRoot,

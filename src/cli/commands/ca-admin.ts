@@ -213,6 +213,7 @@ export function registerCaAdminCommands(ca: Command): void {
         return { decisions: out, ...(cursor === undefined ? {} : { nextCursor: cursor }) };
       });
       printResult(opts, page, () => [
+        ...(page.decisions.length === 0 ? ['no decisions'] : []),
         ...page.decisions.map((d) => `${d.at}  ${d.kind.padEnd(12)} ${d.outcome.padEnd(15)} ${d.node ?? '-'}${d.vm === undefined ? '' : `/${d.vm}`}${d.code === undefined ? '' : `  ${d.step ?? '?'}: ${d.code}`}${d.message === undefined ? '' : `  ${d.message}`}`),
         ...(page.nextCursor === undefined ? [] : [`(more: --cursor ${page.nextCursor})`]),
       ]);

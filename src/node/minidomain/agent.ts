@@ -88,6 +88,20 @@ export class MiniDomainAgent {
   }
 
   async #run(): Promise<void> {
+    if (this.#settings.attestation === 'off') {
+      // The benchmark/development switch: no device, no CA; every VM is marked unattested.
+      this.#log('attestation-off', {});
+      const mark = (r: VmReport): void => {
+        try {
+          if (r.attestation.state === 'booting') this.#cap.setAttestation(r.vmId, { state: 'unattested' });
+        } catch {
+          // the VM (or this domain) is gone
+        }
+      };
+      this.#unsubscribe = this.#cap.onVmReport(mark);
+      for (const r of this.#cap.vmReports()) mark(r);
+      return;
+    }
     const device = await this.#step('openDevice', () => openMiniDomainDevice(this.#cap));
     const anchored = await this.#anchor(device);
     if (anchored === undefined) return;
@@ -170,10 +184,6 @@ export class MiniDomainAgent {
   }
 
   async #attest(device: AuthDevice, anchored: Anchored, report: VmReport): Promise<void> {
-    if (this.#settings.attestation === 'off') {
-      this.#cap.setAttestation(report.vmId, { state: 'unattested' });
-      return;
-    }
     await attestVm(
       {
         cap: this.#cap,

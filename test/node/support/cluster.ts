@@ -4,8 +4,9 @@
 // reference values, the default process guest on the allowlist), and `startNode` with
 // the real process VM backend. The manager is played by a JSON client holding dom0's
 // token, pinned to dom0's TLS CA — the same interface the real manager uses.
+import { rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseCertificate } from '../../../src/crypto/x509.js';
 import { JsonClient } from '../../../src/http/client.js';
 import { readSecretFile } from '../../../src/crypto/files.js';
@@ -18,6 +19,8 @@ import type { VmView } from '../../../src/node/dom0/vms.js';
 import { defaultGuestImage } from '../../../src/node/vm/process/index.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 import { startTestCa, type TestCa } from '../../ca/support/ca.js';
+import { loadCaDirectory } from '../../../src/ca/directory.js';
+import { startCaService, type CaService } from '../../../src/ca/service.js';
 import { clientKey, type ClientKey } from '../vm/support.js';
 
 export interface Cluster {
@@ -30,6 +33,10 @@ export interface Cluster {
   readonly key: ClientKey;
   readonly logs: Array<Record<string, unknown>>;
   readonly guestDigest: Digest;
+  /** Takes the CA offline (its database file stays) — the node then sees CA_UNREACHABLE. */
+  stopCa(): Promise<void>;
+  /** Brings the CA back on the same address with the same database. */
+  startCa(): Promise<void>;
   /** Stops the node (the CA keeps running) — for restarts. */
   stopNode(): Promise<void>;
   /** Starts the node again on the same directory. */
@@ -44,13 +51,18 @@ export interface ClusterOptions {
   readonly start?: Partial<StartNodeOptions>;
   /** Skip registration material (no enrollment token). */
   readonly enroll?: boolean;
+  /** Changes the node config (node.json) before the node starts. */
+  readonly config?: (config: Record<string, unknown>) => void;
 }
 
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   requireCommand('/usr/sbin/sshd');
   requireCommand('ssh-keygen');
   const tmp = tempDir('tl-cluster-');
-  const ca = await startTestCa({ databaseUrl: 'sqlite::memory:' });
+  const databaseUrl = `sqlite:${join(tmp.path, 'ca.db')}`;
+  const ca = await startTestCa({ databaseUrl });
+  let caService: CaService = ca.service;
+  let caUp = true;
   const rootFile = join(tmp.path, 'ca-root.pem');
   await writeFile(rootFile, ca.material.root.certificate.pem);
   const dir = join(tmp.path, 'node');
@@ -69,6 +81,11 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   await ca.admin.addPlatform({ name: 'test-node', hypervisor: m.hypervisor, minidomain: m.minidomain, firmware: m.firmware, bootConfig: m.bootConfig });
   const guestDigest = sha256Digest(defaultGuestImage());
   await ca.admin.addAllowlist({ name: 'process-guest', kernel: guestDigest });
+  if (o.config !== undefined) {
+    const config = JSON.parse(await readFile(init.paths.config, 'utf8')) as Record<string, unknown>;
+    o.config(config);
+    await writeFile(init.paths.config, JSON.stringify(config), { mode: 0o600 });
+  }
   const token = o.enroll === false ? undefined : (await ca.admin.createToken()).token;
   const logs: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
@@ -103,6 +120,17 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     key,
     logs,
     guestDigest,
+    stopCa: async () => {
+      if (!caUp) return;
+      caUp = false;
+      await caService.close();
+    },
+    startCa: async () => {
+      if (caUp) return;
+      const material = await loadCaDirectory(ca.dir);
+      caService = await startCaService({ material, databaseUrl, listen: `127.0.0.1:${ca.service.port}`, threads: 0, logLevel: false });
+      caUp = true;
+    },
     stopNode: async () => {
       if (!running) return;
       running = false;
@@ -141,7 +169,15 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
       }),
     dispose: async () => {
       await cluster.stopNode().catch(() => undefined);
-      await ca.dispose();
+      if (caService === ca.service) {
+        if (!caUp) await Promise.all([ca.client.close(), ca.admin.close()]);
+        else await ca.dispose();
+      } else {
+        // The first service is long closed (closing it twice would hang): close the rest by hand.
+        if (caUp) await caService.close();
+        await Promise.all([ca.client.close(), ca.admin.close()]);
+      }
+      rmSync(dirname(ca.dir), { recursive: true, force: true });
       key.dispose();
       tmp.dispose();
     },

@@ -161,7 +161,7 @@ describe('receipts of a running CA, checked by openssl and ssh-keygen', () => {
       const r = await edCa.client.evidence(await node.evidence());
       const keys = await edCa.client.keys();
       assert.equal(keys.receiptKeys.keys[0]?.alg, 'EdDSA');
-      const ok = opensslVerifiesJws(dir.path, r.receipt, keys.receiptKeys.keys[0] as unknown as Record<string, unknown>);
+      const ok = opensslVerifiesJws(dir.path, r.receipt, keys.receiptKeys.keys[0]);
       assert.equal(ok.status, 0, ok.stderr);
     } finally {
       await edCa.dispose();

@@ -56,17 +56,18 @@ export interface RegistrarOptions {
   readonly onRegistered: (nodeId: string) => Promise<void>;
 }
 
-function refuse(step: string, code: ErrorCode, message: string, cause?: unknown): never {
-  throw new TrustlaunchError(code, `${step}: ${message}`, { detail: { step }, ...(cause === undefined ? {} : { cause }) });
+function refuse(step: string, code: ErrorCode, message: string, cause?: unknown, detail?: Record<string, unknown>): never {
+  throw new TrustlaunchError(code, `${step}: ${message}`, { detail: { step, ...detail }, ...(cause === undefined ? {} : { cause }) });
 }
 
-/** Runs a step; a TrustlaunchError from it is re-thrown naming the step. */
+/** Runs a step; a TrustlaunchError from it is re-thrown naming the step (an inner pipeline's own step kept as `innerStep`). */
 async function step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (isTrustlaunchError(e) && e.detail?.['step'] === undefined) refuse(name, e.code, e.message, e);
-    throw e;
+    if (!isTrustlaunchError(e) || e.detail?.['step'] === name) throw e;
+    const inner = e.detail?.['step'];
+    return refuse(name, e.code, e.message, e, typeof inner === 'string' ? { innerStep: inner } : undefined);
   }
 }
 

@@ -102,20 +102,25 @@ export class ManagerService {
       sshPublicKey: request.sshPublicKey,
       memoryMiB: this.config.vmMemoryMiB,
     });
-    const scheduled = await this.#place(vm);
-    if (scheduled === undefined) {
+    const placed = await this.#place(vm);
+    if (placed === 'no-node') {
       await deleteVmRecord(this.db, vm.id);
       throw new TrustlaunchError('NO_NODE_AVAILABLE', `no node that is up has ${vm.memoryMiB} MiB free for this VM`);
     }
-    this.launcher.launch(scheduled.id);
-    return scheduled;
+    if (placed.state === 'scheduled') this.launcher.launch(placed.id);
+    return placed;
   }
 
-  async #place(vm: VmRecord): Promise<VmRecord | undefined> {
+  /** Places a requested VM; if it was stopped or deleted meanwhile, what became of it. */
+  async #place(vm: VmRecord): Promise<VmRecord | 'no-node'> {
     return this.#placement.run(async () => {
       const node = this.scheduler.pick(await this.nodeLoads(), { memoryMiB: vm.memoryMiB });
-      if (node === undefined) return undefined;
-      return transition(this.db, vm.id, { from: 'requested', to: 'scheduled', nodeId: node.id });
+      if (node === undefined) return 'no-node';
+      const scheduled = await transition(this.db, vm.id, { from: 'requested', to: 'scheduled', nodeId: node.id });
+      if (scheduled !== undefined) return scheduled;
+      const now = await getVm(this.db, vm.id);
+      if (now === undefined) throw new TrustlaunchError('NOT_FOUND', `VM ${vm.name} was deleted while it was placed`);
+      return now;
     });
   }
 

@@ -121,5 +121,13 @@ describe('what a node report can do to a VM', () => {
     assert.equal(stepFor('booting', observe(r('stopped', 'booting')))?.to, 'failed', 'ending before attestation is a failure');
     assert.deepEqual(stepFor('stopping', { state: 'missing' }), { to: 'stopped' });
     assert.equal(stepFor('running', { state: 'missing' })?.reason?.code, 'VM_LOST');
+    // A node with attestation off says `refused UNSUPPORTED` for every VM: followed by run state alone.
+    const off = (state: string): NodeVmReport => r(state, 'refused', { code: 'UNSUPPORTED', message: 'attestation is turned off' });
+    assert.deepEqual(stepFor('booting', observe(off('booting'))), undefined);
+    assert.deepEqual(stepFor('booting', observe(off('running'))), { to: 'running' });
+    assert.deepEqual(stepFor('running', observe(off('stopped'))), { to: 'stopped' });
+    assert.equal(stepFor('booting', observe(off('crashed')))?.to, 'failed');
+    // Any other refusal is a failure with the node's (the CA's) code.
+    assert.equal(stepFor('booting', observe(r('running', 'refused', { code: 'NODE_REVOKED' })))?.reason?.code, 'NODE_REVOKED');
   });
 });

@@ -58,7 +58,7 @@ export function registerPublicRoutes(app: HttpServer, deps: PublicRouteDeps): vo
   // Evidence is judged from the raw text (the pipeline's `schema` step parses it, in a
   // judge thread), so this scope keeps JSON bodies as strings and skips route validation.
   void app.register((scope, _opts, registered) => {
-    scope.removeContentTypeParser('application/json');
+    scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: EVIDENCE_BODY_LIMIT }, (_req, body, done) => done(null, body));
     scope.post(
       '/v1/evidence',

@@ -70,7 +70,7 @@ void describe('dom0 API', () => {
     assert.deepEqual([...(await manager.vms()).keys()], ['vm-api']);
     const node = await manager.node();
     assert.deepEqual({ id: node.id, vms: node.vmCount, used: node.memoryUsedMiB, total: node.memoryTotalMiB, health: node.health, device: node.deviceKind }, { id: 'node-1', vms: 1, used: 128, total: 2048, health: 'ok', device: 'sim' });
-    const port = seen?.ssh?.port as number;
+    const port = seen?.ssh?.port;
     assert.equal(await manager.stopVm('vm-api'), true);
     assert.equal((await manager.vm('vm-api'))?.state, 'stopped');
     assert.equal(await portIsFree(port), true, 'the stopped VM still listens');

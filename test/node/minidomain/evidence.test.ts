@@ -14,7 +14,7 @@ import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { newNonce } from '../../../src/protocol/nonce.js';
 import { EvidenceSchema, type Evidence } from '../../../src/protocol/messages.js';
 import { PLATFORM_PCRS } from '../../../src/protocol/pcrs.js';
-import type { MiniDomainCapability, VmBoot, VmReport } from '../../../src/node/hypervisor/index.js';
+import type { MiniDomainCapability, VmBoot } from '../../../src/node/hypervisor/index.js';
 import { claimsDigest, launchClaims, makeEvidence } from '../../../src/node/minidomain/evidence.js';
 import { eventsFromJson } from '../../../src/tpm/eventlog/json.js';
 import { checkReplay } from '../../../src/tpm/eventlog/replay.js';
@@ -87,7 +87,7 @@ void describe('launch evidence', () => {
 
   void it('the claims\' host key is the channel\'s, never anything dom0 said', async () => {
     const { t, mini, report, hostKey } = await reportedVm({ nonce: newNonce(), hostname: 'a.example', authorizedKey: sshKey() });
-    const claims = launchClaims(mini.nodeId, report as VmReport, new Date());
+    const claims = launchClaims(mini.nodeId, report, new Date());
     assert.equal(claims.sshHostKey, hostKey);
     assert.notEqual(claims.sshHostKey, report.launch?.authorizedKey);
     await t.node.shutdown();

@@ -2,6 +2,7 @@
 // dom0 is untrusted: its answer only moves the manager's bookkeeping, within the
 // lifecycle table, and is shown to the user as "the node says" — users believe the CA's
 // receipt, never this.
+import { canonicalize } from '../protocol/canonical-json.js';
 import type { Digest } from '../protocol/digest.js';
 import { isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { canTransition, type VmState } from './lifecycle.js';
@@ -110,5 +111,5 @@ export function sameReport(a: NodeVmReport | undefined, b: NodeVmReport | undefi
   if (a === undefined || b === undefined) return a === b;
   const { seenAt: _a, ...restA } = a;
   const { seenAt: _b, ...restB } = b;
-  return JSON.stringify(restA, Object.keys(restA).sort()) === JSON.stringify(restB, Object.keys(restB).sort());
+  return canonicalize(restA) === canonicalize(restB);
 }

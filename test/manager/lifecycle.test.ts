@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { assertTransition, canTransition, isTerminal, sourcesOf, TRANSITIONAL_STATES, TRANSITIONS, VM_STATES, type VmState } from '../../src/manager/lifecycle.js';
-import { observe, stepFor, type NodeVmReport, type Observation } from '../../src/manager/node-report.js';
+import { observe, sameReport, stepFor, type NodeVmReport, type Observation } from '../../src/manager/node-report.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 
 /** The lifecycle, written out independently of the module's table. */
@@ -129,5 +129,16 @@ describe('what a node report can do to a VM', () => {
     assert.equal(stepFor('booting', observe(off('crashed')))?.to, 'failed');
     // Any other refusal is a failure with the node's (the CA's) code.
     assert.equal(stepFor('booting', observe(r('running', 'refused', { code: 'NODE_REVOKED' })))?.reason?.code, 'NODE_REVOKED');
+  });
+});
+
+describe('node reports', () => {
+  it('are the same when only the time they were seen differs, and differ in any field, nested ones included', () => {
+    const a: NodeVmReport = { state: 'running', attestation: 'attested', ssh: { host: '127.0.0.1', port: 2201 }, seenAt: 1 };
+    assert.ok(sameReport(a, { ...a, seenAt: 2 }));
+    assert.ok(!sameReport(a, { ...a, ssh: { host: '127.0.0.1', port: 2202 } }));
+    assert.ok(!sameReport(a, { ...a, attestation: 'refused' }));
+    assert.ok(!sameReport(a, undefined));
+    assert.ok(sameReport(undefined, undefined));
   });
 });

@@ -2,7 +2,7 @@
 // (kernel, initrd?, cmdline? and their manifest). Names map to digests; blobs are shared
 // between images and removed when the last image using them goes.
 import type { Kysely } from 'kysely';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { isDigest, type Digest } from '../../protocol/digest.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
@@ -10,8 +10,7 @@ import { transaction } from '../../store/index.js';
 import type { ManagerSchema } from '../db/schema.js';
 import { Mutex } from '../mutex.js';
 import type { BlobStore, StoredBlob } from './blob-store.js';
-import { bundleParts, encodeManifest, manifestDigest, MAX_CMDLINE_BYTES, parseManifest, type BundleManifest } from './bundle.js';
-import { Readable as ReadableStream } from 'node:stream';
+import { bundleParts, encodeManifest, manifestDigest, MAX_CMDLINE_BYTES, MAX_MANIFEST_BYTES, parseManifest, type BundleManifest } from './bundle.js';
 
 /** Image names: no colon, so a name is never mistaken for a `sha256:` digest. */
 export const ImageNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected an image name: a-z, 0-9, . _ - (at most 64, starting with a letter or digit)');
@@ -158,7 +157,7 @@ export class ImageCatalog {
       if (size > MAX_CMDLINE_BYTES) throw new TrustlaunchError('MALFORMED_REQUEST', `a kernel command line is at most ${MAX_CMDLINE_BYTES} bytes, this one ${size}`);
     }
     const digest = manifestDigest(manifest);
-    await this.putBlob(ReadableStream.from([encodeManifest(manifest)]), digest);
+    await this.putBlob(Readable.from([encodeManifest(manifest)]), digest);
     const parts: ImagePart[] = [];
     for (const p of bundleParts(manifest, digest)) parts.push({ ...p, size: await this.#requireBlob(p.digest) });
     return { digest, kind: 'bundle', parts };
@@ -199,7 +198,7 @@ export async function readManifest(blobs: BlobStore, digest: Digest): Promise<Bu
   let size = 0;
   for await (const chunk of stream) {
     size += (chunk as Buffer).length;
-    if (size > 1024) {
+    if (size > MAX_MANIFEST_BYTES) {
       stream.destroy();
       throw new TrustlaunchError('INTERNAL', `manifest blob ${digest} is too large`);
     }

@@ -12,15 +12,10 @@ import { parseJwks, type Jwks } from '../crypto/receipts.js';
 import { parseSshPublicKey } from '../crypto/ssh-keys.js';
 import { parseCertificate, type Certificate } from '../crypto/x509.js';
 
-const JwkSchema = z.strictObject({
-  kty: z.enum(['EC', 'OKP']),
-  crv: z.enum(['P-256', 'Ed25519']),
-  x: z.string().max(64),
-  y: z.string().max(64).optional(),
-  kid: z.string().min(1).max(128),
-  alg: z.enum(['ES256', 'EdDSA']),
-  use: z.literal('sig'),
-});
+const JwkSchema = z.union([
+  z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: z.string().max(64), y: z.string().max(64), kid: z.string().min(1).max(128), alg: z.literal('ES256'), use: z.literal('sig') }),
+  z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().max(64), kid: z.string().min(1).max(128), alg: z.literal('EdDSA'), use: z.literal('sig') }),
+]);
 
 export const CaIdentitySchema = z.strictObject({
   /** The `iss` of every receipt this CA signs. */
@@ -76,7 +71,7 @@ export function parseIdentity(input: unknown, expectedFingerprint?: string): Pin
   return {
     issuer: document.issuer,
     fingerprint,
-    receiptKeys: document.receiptKeys as Jwks,
+    receiptKeys: document.receiptKeys,
     sshCaKey: ssh.key,
     sshCaKeyLine: document.sshCaKey,
     tlsRoot,

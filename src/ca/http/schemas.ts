@@ -61,7 +61,7 @@ export const PlatformAddSchema = z.strictObject({
   minidomain: DigestSchema,
   firmware: DigestSchema.optional(),
   bootConfig: DigestSchema.optional(),
-  pcrs: z.record(z.enum(PLATFORM_PCRS.map(String) as [string, ...string[]]), z.string().regex(/^[0-9a-f]{64}$/)).optional(),
+  pcrs: z.partialRecord(z.enum(PLATFORM_PCRS.map(String) as [string, ...string[]]), z.string().regex(/^[0-9a-f]{64}$/)).optional(),
 });
 export const PlatformViewSchema = PlatformAddSchema.extend({ createdAt: IsoTime });
 

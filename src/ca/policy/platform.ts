@@ -22,7 +22,7 @@ export const PlatformReferenceSchema = z.strictObject({
   /** When given: every PCR 5 event (at least one) — the node's boot configuration. */
   bootConfig: DigestSchema.optional(),
   /** When given: exact quoted values of these platform PCRs. */
-  pcrs: z.record(QuotedPcrKeySchema, z.string().regex(/^[0-9a-f]{64}$/)).optional(),
+  pcrs: z.partialRecord(QuotedPcrKeySchema, z.string().regex(/^[0-9a-f]{64}$/)).optional(),
   createdAt: z.number().int(),
 });
 export type PlatformReference = z.infer<typeof PlatformReferenceSchema>;

@@ -3,6 +3,11 @@
 // disk (every file of the node directory outside device/), and dom0's own HTTPS API. The
 // honest parties are the real CA (src/ca) and a user who trusts only the CA's pinned keys.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Evidence, LaunchClaims } from '../../src/protocol/messages.js';
+import { makeEvidence } from '../../src/node/minidomain/evidence.js';
+import { openSoftwareTpm } from '../../src/tpm/sim/device.js';
+import { sha256Of, type TcgEvent } from '../../src/tpm/eventlog/event.js';
 import type { Jwks } from '../../src/crypto/receipts.js';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import type { ReceiptClaims } from '../../src/protocol/messages.js';
@@ -35,11 +40,17 @@ export async function userFetchesReceipt(c: Cluster, nonce: string): Promise<Rec
     throw e;
   }
   const identity = await c.ca.client.keys();
-  return verifyReceipt(found.receipt, { keys: identity.receiptKeys as Jwks, issuer: identity.issuer, expectedNonce: nonce });
+  return verifyReceipt(found.receipt, { keys: identity.receiptKeys, issuer: identity.issuer, expectedNonce: nonce });
+}
+
+/** The user's verdict for `nonce`: true only for a receipt that verifies with the pinned keys and says affirming. */
+export async function userAccepts(c: Cluster, nonce: string): Promise<boolean> {
+  const claims = await userFetchesReceipt(c, nonce);
+  return claims?.['ear.status'] === 'affirming';
 }
 
 /** Every decision the CA recorded, oldest first. */
-export async function caDecisions(c: Cluster): Promise<Array<{ outcome: string; nonce?: string; vm?: string; code?: string }>> {
+export async function caDecisions(c: Cluster): Promise<Array<{ outcome: string; nonce?: string | undefined; vm?: string | undefined; code?: string | undefined }>> {
   return (await c.ca.admin.decisions()).decisions;
 }
 
@@ -50,5 +61,23 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
+  }
+}
+
+/**
+ * Genuine evidence from this node's own device, as the mini-domain makes it — the stand-in
+ * for a message an attacker recorded. The node must be stopped (the device is the test's
+ * for a moment): the device's PCRs are brought back in step with `eventLog` (what the
+ * hypervisor does after a power cycle), then the node's AK quotes the claims.
+ */
+export async function recordedEvidence(c: Cluster, eventLog: readonly TcgEvent[], claims: LaunchClaims): Promise<Evidence> {
+  const device = openSoftwareTpm(join(c.init.paths.device, 'tpm-state.json'));
+  await device.powerOn();
+  try {
+    for (const e of eventLog) await device.pcrExtend(e.pcrIndex, sha256Of(e) as Buffer);
+    const ak = await device.ensureAttestationKey('ecc-p256');
+    return await makeEvidence({ device, ak, claims, eventLog });
+  } finally {
+    await device.powerOff();
   }
 }

@@ -13,7 +13,6 @@
 // Each time nothing is accepted: no affirming receipt for the user's nonce or dom0's key.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Jwks } from '../../src/crypto/receipts.js';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import { formatSshPublicKey, generateKeyPair } from '../../src/crypto/index.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';

@@ -9,7 +9,6 @@
 // Nothing is accepted twice: one affirming decision per nonce.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Jwks } from '../../src/crypto/receipts.js';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import { formatSshPublicKey, generateKeyPair } from '../../src/crypto/index.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';

@@ -8,7 +8,6 @@ import type { Evidence, LaunchClaims } from '../../src/protocol/messages.js';
 import { makeEvidence } from '../../src/node/minidomain/evidence.js';
 import { openSoftwareTpm } from '../../src/tpm/sim/device.js';
 import { sha256Of, type TcgEvent } from '../../src/tpm/eventlog/event.js';
-import type { Jwks } from '../../src/crypto/receipts.js';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import type { ReceiptClaims } from '../../src/protocol/messages.js';
 import type { Dom0Capability } from '../../src/node/hypervisor/index.js';

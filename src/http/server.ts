@@ -41,6 +41,8 @@ export interface HttpServerOptions {
   readonly bodyLimit?: number;
   /** pino options, or false for no logging (tests). */
   readonly logger?: boolean | { level?: string; file?: string };
+  /** Longest a whole request may take, upload included (default 120 s; 0 = no limit). */
+  readonly requestTimeoutMs?: number;
   /** Checks for /readyz: each resolves when its dependency is usable. */
   readonly readiness?: ReadonlyArray<{ name: string; check: () => Promise<void> }>;
 }
@@ -80,9 +82,9 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
   const base = {
     logger,
     bodyLimit: opts.bodyLimit ?? 1 << 20,
-    // Query strings are small here; refuse anything that is not.
-    maxParamLength: 256,
-    requestTimeout: 120_000,
+    // Path parameters are small here (ids, digests, nonces); refuse anything that is not.
+    routerOptions: { maxParamLength: 256 },
+    requestTimeout: opts.requestTimeoutMs ?? 120_000,
     return503OnClosing: true,
     forceCloseConnections: true,
     ajv: undefined,

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
-import type { Jwks } from '../../src/crypto/receipts.js';
 import { NV_INDEX } from '../../src/tpm/auth-device.js';
 import { createVm, startCluster, waitForAttestation, type Cluster } from './support/cluster.js';
 import { ssh } from './vm/support.js';
@@ -40,7 +39,7 @@ void describe('node attestation against the real CA', () => {
 
     const { receipt } = await c.ca.client.receipt(vm.nonce);
     const identity = await c.ca.client.keys();
-    const claims = await verifyReceipt(receipt, { keys: identity.receiptKeys as Jwks, issuer: identity.issuer, expectedNonce: vm.nonce });
+    const claims = await verifyReceipt(receipt, { keys: identity.receiptKeys, issuer: identity.issuer, expectedNonce: vm.nonce });
     assert.equal(claims['ear.status'], 'affirming');
     assert.equal(claims.sub, 'vm-1');
     assert.equal(claims.node, 'node-1');

@@ -59,6 +59,8 @@ export async function startManager(opts: StartManagerOptions): Promise<RunningMa
       description: 'trustlaunch cloud manager (untrusted by design: users believe only the CA)',
       tls,
       logger: opts.logger ?? false,
+      // Image uploads stream for as long as they need; idle connections still time out.
+      requestTimeoutMs: 0,
       readiness: [{ name: 'database', check: () => store.ping() }],
     });
     service = new ManagerService({ db: store.db, config, blobs, log: app.log });

@@ -74,6 +74,8 @@ export const ERROR_CODES = {
   VM_MISMATCH: def('policy', 403, 'the receipt names another VM than the one created'),
   HOST_KEY_MISMATCH: def('policy', 403, 'the attested SSH host key differs from the one presented'),
   HOST_CERT_INVALID: def('crypto', 403, 'the OpenSSH host certificate is not valid for this key, name or CA'),
+  AUTHORIZED_KEY_MISMATCH: def('policy', 403, 'the receipt attests another authorized login key than the one this client asked the VM to trust'),
+  LAUNCH_FAILED: def('state', 409, 'the launch failed before the CA judged it: the CA holds no receipt for this nonce (the manager says why; unverified)'),
   CERT_CHAIN_INVALID: def('crypto', 403, 'an X.509 certificate chain does not verify'),
 
   // --- node: hypervisor, IOMMU, device ---------------------------------------

@@ -236,7 +236,7 @@ export interface DomainExecution {
 
 export interface MiniDomainBoot {
   readonly capability: MiniDomainCapability;
-  /** The measured bytes, read back from the mini-domain's memory. */
+  /** The measured bytes: a view of the mini-domain's own memory (no copy; valid while the domain lives). */
   readonly image: Uint8Array;
 }
 
@@ -246,7 +246,7 @@ export type MiniDomainEntry = (boot: MiniDomainBoot) => DomainExecution | Promis
 export interface VmBoot {
   readonly capability: VmCapability;
   readonly name: string;
-  /** The measured bytes, read back from the VM's memory: exactly what must run. */
+  /** The measured bytes, a view of the VM's own memory (no copy): exactly what must run. */
   readonly image: Uint8Array;
   readonly kernelDigest: Digest;
   readonly guest: unknown;

@@ -422,7 +422,7 @@ export class Hypervisor {
     const entry = this.#parts.miniDomain;
     if (entry === undefined) return;
     const capability = makeMiniDomainCapability(this, domainId, device, launch);
-    mini.execution = await entry({ capability, image: mini.memory.read(0, imageBytes) });
+    mini.execution = await entry({ capability, image: mini.memory.view(0, imageBytes) });
     this.#watch(mini);
   }
 

@@ -16,8 +16,10 @@ import type { DomainMemory } from './memory.js';
 
 export type GateStep = 'copied' | 'hash-chunk' | 'hashed' | 'refused' | 'measured' | 'device-assigned' | 'started';
 
-/** Hashing works through the copy in chunks, yielding between them, so a large image never stalls the node. */
+/** Hashing works through the copy in chunks (each one traced), so a large image never stalls the node. */
 export const HASH_CHUNK_BYTES = 1 << 20;
+/** The longest the hash runs without letting the event loop turn. */
+export const YIELD_AFTER_MS = 10;
 
 export interface StagedImage {
   readonly domainId: DomainId;
@@ -68,16 +70,24 @@ async function finishGate(host: GateHost, staged: StagedImage): Promise<MiniDoma
   }
 }
 
-/** SHA-256 of the first `length` bytes of a domain's memory, read chunk by chunk. */
+/**
+ * SHA-256 of the first `length` bytes of a domain's memory, chunk by chunk, yielding to
+ * the event loop whenever YIELD_AFTER_MS have passed (a large image never stalls the node
+ * for longer; a small one is hashed in one turn, without paying for yields it does not need).
+ */
 export async function hashTheCopy(memory: DomainMemory, length: number, onChunk: () => void = () => undefined): Promise<Digest> {
   const hash = createHash('sha256');
   let at = 0;
+  let slice = performance.now();
   do {
     onChunk();
     const n = Math.min(HASH_CHUNK_BYTES, length - at);
     memory.scan(at, n, (bytes) => hash.update(bytes));
     at += n;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (performance.now() - slice >= YIELD_AFTER_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      slice = performance.now();
+    }
   } while (at < length);
   return formatDigest(hash.digest());
 }

@@ -1,29 +1,42 @@
 // Host physical memory as 4 KiB frames, each owned by exactly one domain (or by the
 // hypervisor), and each domain's view of its own frames (guest frame number → host
-// frame number, the p2m). Frames are materialised on first write, so a large, mostly
+// frame number, the p2m). Frames are handed out in extents — the contiguous run of host
+// frames one allocation returns — and materialised on first write, so a large, mostly
 // empty domain costs little. Freed frames are scrubbed: nothing of a destroyed domain
-// can be read by the next owner.
+// can be read by the next owner. Frame numbers are never reused.
+//
 // An image handed to a new domain is loaded in one step (`DomainMemory.load`): copied
-// into one fresh backing buffer, or — when the caller hands over a whole ArrayBuffer —
-// transferred (the caller's buffer is detached, as a page transfer takes the pages out
-// of dom0's p2m). Either way the frames are page-sized views of a backing only the
-// domain's frames reach, and scans feed contiguous runs of them at once.
+// once into a fresh backing buffer, or — when the caller hands over a whole ArrayBuffer —
+// transferred (the caller's buffer is detached, as a page transfer takes the pages out of
+// dom0's p2m). The backing becomes the extent's first pages; nothing else holds it. Scans
+// and views of a backed range are single subarrays, which is what lets the launch gate
+// hash the copy at the speed of plain hashing.
 import { TrustlaunchError } from '../../protocol/errors.js';
 import type { DomainId } from './domain-id.js';
 import { PAGE_SIZE } from './vtd/structures.js';
-
-interface Frame {
-  readonly owner: DomainId;
-  data: Uint8Array | undefined;
-}
 
 /** Largest single read or write through a memory view (bounds allocations from callers). */
 export const MAX_ACCESS_BYTES = 256 * 1024 * 1024;
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
+/** One allocation: host frames [first, first + count), one owner. */
+interface Extent {
+  readonly first: number;
+  readonly count: number;
+  readonly owner: DomainId;
+  /** Pages [0, backing.length / PAGE_SIZE) are views of this buffer. */
+  backing: Uint8Array | undefined;
+  /** Other pages, materialised on first write. */
+  readonly pages: Map<number, Uint8Array>;
+  /** Pages freed one by one (the rest of the extent still lives). */
+  readonly freed: Set<number>;
+}
+
 export class PhysicalMemory {
-  readonly #frames = new Map<number, Frame>();
+  /** Sorted by `first` (allocation order: frame numbers only grow). */
+  readonly #extents: Extent[] = [];
   readonly #maxFrames: number;
+  #live = 0;
   #nextHfn: number;
 
   constructor(options: { maxFrames: number; firstHfn?: number }) {
@@ -33,75 +46,120 @@ export class PhysicalMemory {
     this.#nextHfn = options.firstHfn ?? 0x100;
   }
 
+  /** `count` contiguous new frames for `owner`. */
   allocate(owner: DomainId, count: number): number[] {
     if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`bad frame count ${count}`);
-    if (this.#frames.size + count > this.#maxFrames) {
-      throw new TrustlaunchError('CAPACITY_EXCEEDED', `host memory exhausted: ${count} frames asked, ${this.#maxFrames - this.#frames.size} free`);
+    if (this.#live + count > this.#maxFrames) {
+      throw new TrustlaunchError('CAPACITY_EXCEEDED', `host memory exhausted: ${count} frames asked, ${this.#maxFrames - this.#live} free`);
     }
-    const hfns: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const hfn = this.#nextHfn++;
-      this.#frames.set(hfn, { owner, data: undefined });
-      hfns.push(hfn);
+    const first = this.#nextHfn;
+    this.#nextHfn += count;
+    if (count > 0) {
+      this.#extents.push({ first, count, owner, backing: undefined, pages: new Map(), freed: new Set() });
+      this.#live += count;
     }
-    return hfns;
+    return Array.from({ length: count }, (_, i) => first + i);
   }
 
   owner(hfn: number): DomainId | undefined {
-    return this.#frames.get(hfn)?.owner;
+    return this.#locate(hfn)?.extent.owner;
   }
 
   /** Copies `length` bytes at `offset` of frame `hfn`. */
   readFrame(hfn: number, offset: number, length: number): Uint8Array {
-    const frame = this.#frame(hfn, offset, length);
-    return frame.data === undefined ? new Uint8Array(length) : frame.data.slice(offset, offset + length);
+    return this.frameView(hfn, offset, length).slice();
   }
 
   /** A view of the bytes (zeros for a frame never written) without copying; callers must not keep or change it. */
   frameView(hfn: number, offset: number, length: number): Uint8Array {
-    const frame = this.#frame(hfn, offset, length);
-    return frame.data === undefined ? ZERO_PAGE.subarray(0, length) : frame.data.subarray(offset, offset + length);
-  }
-
-  /** Backs a never-written frame with `page` (exactly one page of a buffer nothing else holds). */
-  attachFrame(hfn: number, page: Uint8Array): void {
-    const frame = this.#frame(hfn, 0, PAGE_SIZE);
-    if (frame.data !== undefined || page.length !== PAGE_SIZE) throw new RangeError(`frame ${hfn} cannot take a backing page`);
-    frame.data = page;
+    const { extent, page } = this.#frame(hfn, offset, length);
+    const data = pageData(extent, page);
+    return data === undefined ? ZERO_PAGE.subarray(0, length) : data.subarray(offset, offset + length);
   }
 
   writeFrame(hfn: number, offset: number, bytes: Uint8Array): void {
-    const frame = this.#frame(hfn, offset, bytes.length);
-    frame.data ??= new Uint8Array(PAGE_SIZE);
-    frame.data.set(bytes, offset);
+    const { extent, page } = this.#frame(hfn, offset, bytes.length);
+    let data = pageData(extent, page);
+    if (data === undefined) {
+      data = new Uint8Array(PAGE_SIZE);
+      extent.pages.set(page, data);
+    }
+    data.set(bytes, offset);
+  }
+
+  /**
+   * Backs the frames from `hfn` on with `bytes` (a whole number of pages of a buffer
+   * nothing else holds): they must start an extent and never have been written.
+   */
+  adoptBacking(hfn: number, bytes: Uint8Array): void {
+    const found = this.#locate(hfn);
+    const pages = bytes.length / PAGE_SIZE;
+    if (found === undefined || found.page !== 0 || !Number.isInteger(pages) || pages > found.extent.count) throw new RangeError(`frames from ${hfn} cannot take a backing of ${bytes.length} bytes`);
+    const e = found.extent;
+    if (e.backing !== undefined || e.freed.size > 0 || [...e.pages.keys()].some((p) => p < pages)) throw new RangeError(`frames from ${hfn} were already written`);
+    e.backing = bytes;
+  }
+
+  /** The backing of `hfn`'s extent from that frame on, when it has one (contiguous host memory). */
+  backedRun(hfn: number): Uint8Array | undefined {
+    const found = this.#locate(hfn);
+    const backing = found?.extent.backing;
+    if (found === undefined || backing === undefined || found.page * PAGE_SIZE >= backing.length) return undefined;
+    return backing.subarray(found.page * PAGE_SIZE);
   }
 
   /** Scrubs and releases frames; they are never handed out again. */
   free(hfns: readonly number[]): void {
     for (const hfn of hfns) {
-      const frame = this.#frames.get(hfn);
-      if (frame?.data !== undefined) frame.data.fill(0);
-      this.#frames.delete(hfn);
+      const found = this.#locate(hfn);
+      if (found === undefined) continue;
+      const { extent: e, page } = found;
+      pageData(e, page)?.fill(0);
+      e.pages.delete(page);
+      e.freed.add(page);
+      this.#live--;
+      if (e.freed.size === e.count) this.#extents.splice(this.#extents.indexOf(e), 1);
     }
   }
 
   /** Every allocated frame with its owner (for invariant checks and snapshots). */
   *frames(): IterableIterator<[hfn: number, owner: DomainId, data: Uint8Array | undefined]> {
-    for (const [hfn, f] of this.#frames) yield [hfn, f.owner, f.data];
+    for (const e of this.#extents) {
+      for (let page = 0; page < e.count; page++) if (!e.freed.has(page)) yield [e.first + page, e.owner, pageData(e, page)];
+    }
   }
 
   get allocated(): number {
-    return this.#frames.size;
+    return this.#live;
   }
 
-  #frame(hfn: number, offset: number, length: number): Frame {
-    const frame = this.#frames.get(hfn);
-    if (frame === undefined) throw new RangeError(`frame ${hfn} is not allocated`);
+  #locate(hfn: number): { extent: Extent; page: number } | undefined {
+    const xs = this.#extents;
+    let lo = 0;
+    let hi = xs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = xs[mid] as Extent;
+      if (hfn < e.first) hi = mid - 1;
+      else if (hfn >= e.first + e.count) lo = mid + 1;
+      else return e.freed.has(hfn - e.first) ? undefined : { extent: e, page: hfn - e.first };
+    }
+    return undefined;
+  }
+
+  #frame(hfn: number, offset: number, length: number): { extent: Extent; page: number } {
+    const found = this.#locate(hfn);
+    if (found === undefined) throw new RangeError(`frame ${hfn} is not allocated`);
     if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > PAGE_SIZE) {
       throw new RangeError(`access [${offset}, +${length}) outside a ${PAGE_SIZE}-byte frame`);
     }
-    return frame;
+    return found;
   }
+}
+
+function pageData(e: Extent, page: number): Uint8Array | undefined {
+  if (e.backing !== undefined && (page + 1) * PAGE_SIZE <= e.backing.length) return e.backing.subarray(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+  return e.pages.get(page);
 }
 
 /**
@@ -147,11 +205,28 @@ export class DomainMemory {
   }
 
   /**
-   * Feeds `[gpa, gpa + length)` to `fn` without copying (hashing the copy in place), in
-   * runs of pages whose backing is contiguous. `fn` must not keep or change the views.
+   * The bytes `[gpa, gpa + length)` without a copy when they lie in one backing (else a
+   * copy). The view is the domain's own memory: valid while the domain lives (its frames
+   * are scrubbed when it is destroyed), and writes through it are the domain's own.
+   */
+  view(gpa: number, length: number): Uint8Array {
+    this.#check(gpa, length);
+    const run = this.#backed(gpa, length);
+    return run ?? this.read(gpa, length);
+  }
+
+  /**
+   * Feeds `[gpa, gpa + length)` to `fn` without copying (hashing the copy in place): one
+   * call for a backed range, else runs of pages whose storage is contiguous. `fn` must
+   * not keep or change the views.
    */
   scan(gpa: number, length: number, fn: (bytes: Uint8Array) => void): void {
     this.#check(gpa, length);
+    const backed = this.#backed(gpa, length);
+    if (backed !== undefined) {
+      if (length > 0) fn(backed);
+      return;
+    }
     let run: Uint8Array | undefined;
     this.#walk(gpa, length, (hfn, offset, n) => {
       const view = this.#memory.frameView(hfn, offset, n);
@@ -185,10 +260,10 @@ export class DomainMemory {
       throw new TypeError('an image is a Uint8Array (copied) or an ArrayBuffer (transferred)');
     }
     const length = image instanceof ArrayBuffer ? bytes.length : incoming;
-    const full = Math.floor(bytes.length / PAGE_SIZE);
-    for (let gfn = 0; gfn < full; gfn++) this.#memory.attachFrame(this.#p2m[gfn] as number, bytes.subarray(gfn * PAGE_SIZE, (gfn + 1) * PAGE_SIZE));
+    const full = Math.floor(bytes.length / PAGE_SIZE) * PAGE_SIZE;
+    if (full > 0) this.#memory.adoptBacking(this.#p2m[0] as number, bytes.subarray(0, full));
     // A transferred buffer may end inside a page: that page gets a frame of its own.
-    if (full * PAGE_SIZE < bytes.length) this.write(full * PAGE_SIZE, bytes.subarray(full * PAGE_SIZE));
+    if (full < bytes.length) this.write(full, bytes.subarray(full));
     return length;
   }
 
@@ -202,6 +277,14 @@ export class DomainMemory {
     if (this.#released) return;
     this.#memory.free(this.#p2m);
     this.#released = true;
+  }
+
+  /** The range as one subarray of the domain's backing, when the backing covers it. */
+  #backed(gpa: number, length: number): Uint8Array | undefined {
+    const first = this.#p2m[0];
+    if (first === undefined) return undefined;
+    const run = this.#memory.backedRun(first);
+    return run !== undefined && gpa + length <= run.length ? run.subarray(gpa, gpa + length) : undefined;
   }
 
   #check(gpa: number, length: number): void {

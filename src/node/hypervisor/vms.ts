@@ -129,7 +129,7 @@ export class VmManager {
         vm.execution = await runner({
           capability: this.#host.capability(vm.id, vm.channel.guestEnd),
           name: vm.name,
-          image: vm.memory.read(0, vm.imageBytes),
+          image: vm.memory.view(0, vm.imageBytes),
           kernelDigest: vm.kernelDigest,
           guest: vm.guest,
           launch: vm.launch,

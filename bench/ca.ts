@@ -1,0 +1,159 @@
+// CA throughput end to end (`npm run bench -- ca --json`): a `trustlaunch ca serve` process
+// with durable storage (SQLite WAL synchronous=FULL; PostgreSQL with synchronous_commit=on
+// when TRUSTLAUNCH_TEST_PG or TRUSTLAUNCH_BENCH_PG names a server), a registered software-
+// TPM node, and a separate load process (bench/ca/load.ts) posting pre-generated valid
+// evidence with distinct nonces over HTTPS at a fixed concurrency. Baseline: the raw crypto
+// bound (bench/ca/crypto-bound.ts) on every CPU, measured in the same run.
+// Goals (issue 3): >= 5,000 receipts/s and >= 0.5 of the crypto bound on SQLite.
+//
+//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both]
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { CaAdminClient, CaClient } from '../src/ca/client.js';
+import { addEndorsementRoot, initCaDirectory, loadCaDirectory } from '../src/ca/directory.js';
+import { sha256Digest } from '../src/protocol/digest.js';
+import { SimNode } from '../test/ca/support/sim-node.js';
+import { startCaProcess, type CaProcess } from '../test/ca/support/process.js';
+import { tempDir } from '../test/support/system.js';
+import { cryptoBound } from './ca/crypto-bound.js';
+import type { LoadConfig, LoadResult } from './ca/load.js';
+import type { BenchContext } from './lib/report.js';
+
+const KERNEL = sha256Digest('bench kernel image');
+
+function arg(args: readonly string[], name: string, fallback: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function runLoadProcess(configFile: string): Promise<LoadResult & { cpuUser: number; cpuSys: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ca/load.ts', import.meta.url).pathname, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`the load process failed (${code})`);
+  return JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult & { cpuUser: number; cpuSys: number };
+}
+
+interface Setup {
+  readonly ca: CaProcess;
+  readonly config: LoadConfig;
+  dispose(): Promise<void>;
+}
+
+async function setUp(dir: string, db: string, threads: number, opts: { requests: number; concurrency: number }): Promise<Setup> {
+  const init = await initCaDirectory(join(dir, 'ca'));
+  const node = await SimNode.create({ nodeId: 'bench-node', dir: join(dir, 'node') });
+  writeFileSync(join(dir, 'manufacturer.pem'), node.manufacturerCa.pem);
+  await addEndorsementRoot(join(dir, 'ca'), join(dir, 'manufacturer.pem'));
+  const ca = await startCaProcess({ dir: join(dir, 'ca'), db, threads });
+  const root = (await loadCaDirectory(join(dir, 'ca'))).root.certificate;
+  const admin = new CaAdminClient({ url: ca.url, root, token: init.adminToken });
+  const client = new CaClient({ url: ca.url, root });
+  await admin.addPlatform(node.platformReference('bench'));
+  await admin.addAllowlist({ name: 'bench', kernel: KERNEL });
+  const { token } = await admin.createToken();
+  const challenge = await client.startRegistration(node.registrationRequest(token));
+  await client.answerRegistration(challenge.registrationId, await node.answer(challenge));
+  await admin.close();
+  await client.close();
+  const eventLog = node.eventLog;
+  await node.device.powerOff(); // the load process opens the same TPM state
+  const config: LoadConfig = {
+    url: ca.url,
+    rootPem: root.pem,
+    statePath: node.statePath,
+    ek: node.ekAlgorithm,
+    nodeId: node.nodeId,
+    kernel: KERNEL,
+    eventLog,
+    concurrency: opts.concurrency,
+    warmupRequests: Math.min(5000, Math.ceil(opts.requests / 5)),
+    requests: opts.requests,
+  };
+  return {
+    ca,
+    config,
+    dispose: async () => {
+      await ca.stop();
+      await node.dispose();
+    },
+  };
+}
+
+/** A fresh PostgreSQL database for one run, dropped afterwards; undefined when no server is configured. */
+async function postgresDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
+  const base = process.env['TRUSTLAUNCH_BENCH_PG'] ?? process.env['TRUSTLAUNCH_TEST_PG'];
+  if (base === undefined || base === '') return undefined;
+  const name = `tl_bench_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const requests = Number(arg(ctx.args, '--requests', '40000'));
+  const concurrency = Number(arg(ctx.args, '--concurrency', '64'));
+  const cpus = availableParallelism();
+  const threads = Number(arg(ctx.args, '--threads', String(cpus)));
+  const which = arg(ctx.args, '--db', 'both');
+
+  const targets: Array<{ name: 'sqlite' | 'postgres'; open: (dir: string) => Promise<{ url: string; drop: () => Promise<void> } | undefined> }> = [];
+  if (which !== 'postgres') targets.push({ name: 'sqlite', open: (dir) => Promise.resolve({ url: `sqlite:${join(dir, 'ca.db')}`, drop: () => Promise.resolve() }) });
+  if (which !== 'sqlite') targets.push({ name: 'postgres', open: () => postgresDatabase() });
+
+  for (const target of targets) {
+    const tmp = tempDir('tl-bench-ca-');
+    const database = await target.open(tmp.path);
+    if (database === undefined) {
+      process.stderr.write('ca bench: no PostgreSQL configured (TRUSTLAUNCH_BENCH_PG or TRUSTLAUNCH_TEST_PG); skipping the PostgreSQL figure\n');
+      tmp.dispose();
+      continue;
+    }
+    const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency });
+    try {
+      const configFile = join(tmp.path, 'load.json');
+      writeFileSync(configFile, JSON.stringify(setup.config));
+      const boundBefore = await cryptoBound(cpus, 2000);
+      const pid = setup.ca.child.pid as number;
+      const cpuBefore = cpuSeconds(pid);
+      const result = await runLoadProcess(configFile);
+      const caCpu = cpuSeconds(pid) - cpuBefore;
+      const boundAfter = await cryptoBound(cpus, 2000);
+      if (result.failed > 0) throw new Error(`${result.failed} requests failed: ${result.firstFailure ?? ''}`);
+      const bound = (boundBefore + boundAfter) / 2;
+      const note = `${result.ok} receipts over HTTPS, ${concurrency} connections from a separate load process, CA with ${threads} judge threads on ${cpus} CPUs, ${target.name} durable commits; baseline: raw P-256 verify + ES256 sign + Ed25519 sign per receipt on ${cpus} threads (mean of ${Math.round(boundBefore)} and ${Math.round(boundAfter)}/s around the run)`;
+      ctx.report({ bench: 'ca', metric: `receipts per second [${target.name}]`, value: result.perSecond, unit: 'receipts/s', baseline: bound, note, goal: '>= 5000 receipts/s and ratio >= 0.5 (SQLite)' });
+      ctx.report({ bench: 'ca', metric: `latency p50 [${target.name}]`, value: result.p50Ms, unit: 'ms', baseline: null });
+      ctx.report({ bench: 'ca', metric: `latency p99 [${target.name}]`, value: result.p99Ms, unit: 'ms', baseline: null });
+      // Where the time goes: CPU per receipt in the CA process and in the load process (warm-up included in both).
+      const all = result.requests + setup.config.warmupRequests;
+      ctx.report({ bench: 'ca', metric: `CA CPU per receipt [${target.name}]`, value: (caCpu / all) * 1e6, unit: 'µs', baseline: (cpus / bound) * 1e6, note: 'baseline: the crypto alone per receipt (CPU-µs)' });
+      ctx.report({ bench: 'ca', metric: `load-process CPU per request [${target.name}]`, value: ((result.cpuUser + result.cpuSys - result.generationSeconds) / all) * 1e6, unit: 'µs', baseline: null, note: 'the HTTPS client on the same machine (evidence generation excluded)' });
+    } finally {
+      await setup.dispose();
+      await database.drop();
+      tmp.dispose();
+    }
+  }
+}

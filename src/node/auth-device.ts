@@ -33,7 +33,8 @@ export async function manufactureDevice(kind: NodeDeviceKind, deviceDir: string,
       const layout = swtpmLayout(deviceDir);
       if ((await isManufactured(layout)) && !overwrite) throw new TrustlaunchError('CONFLICT', `${deviceDir} already holds a swtpm; remanufacturing needs --force`);
       await manufactureSwtpm(layout);
-      return { kind, endorsementRoots: [layout.rootCertificate] };
+      // swtpm_localca signs EK certificates with an intermediate the EK certificate does not carry: a CA needs both.
+      return { kind, endorsementRoots: [layout.rootCertificate, layout.issuerCertificate] };
     }
     case 'tpm':
       // A hardware TPM comes manufactured; its vendor's EK root is the endorsement root.

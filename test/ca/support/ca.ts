@@ -7,6 +7,7 @@ import { startCaService, type CaService } from '../../../src/ca/service.js';
 import { CaAdminClient, CaClient } from '../../../src/ca/client.js';
 import type { Certificate } from '../../../src/crypto/x509.js';
 import { tempDir } from '../../support/system.js';
+import type { AuthDevice } from '../../../src/tpm/auth-device.js';
 import type { SimNode } from './sim-node.js';
 
 export interface TestCa {
@@ -20,7 +21,7 @@ export interface TestCa {
   /** Adds a certificate file to the endorsement roots (takes effect at the next registration). */
   trustManufacturer(cert: Certificate): Promise<void>;
   /** Registers `node` with a fresh token, after trusting its manufacturer and its platform. */
-  enroll(node: SimNode): Promise<void>;
+  enroll(node: SimNode<AuthDevice>): Promise<void>;
   /** Stops the service (the directory stays until dispose). */
   stop(): Promise<void>;
   dispose(): Promise<void>;

@@ -11,7 +11,7 @@ import { PLATFORM_PCRS } from '../../../src/protocol/pcrs.js';
 import type { CredentialAnswer, CredentialChallenge, Evidence, LaunchClaims, RegistrationRequest, TpmQuote } from '../../../src/protocol/messages.js';
 import { formatSshPublicKey, generateKeyPair } from '../../../src/crypto/index.js';
 import type { Certificate } from '../../../src/crypto/x509.js';
-import type { AttestationKey, EkAlgorithm, Endorsement } from '../../../src/tpm/auth-device.js';
+import type { AttestationKey, AuthDevice, EkAlgorithm, Endorsement } from '../../../src/tpm/auth-device.js';
 import { openSoftwareTpm, type SoftwareTpmDevice } from '../../../src/tpm/sim/device.js';
 import { manufactureSoftwareTpm } from '../../../src/tpm/sim/manufacturer-ca.js';
 import type { TcgEvent } from '../../../src/tpm/eventlog/event.js';
@@ -48,21 +48,26 @@ export interface SimNodeOptions {
   readonly dir?: string;
 }
 
-export class SimNode {
+/**
+ * A node over an auth device: the software TPM by default (`SimNode.create`), or any other
+ * device such as a real swtpm (`SimNode.boot`).
+ */
+export class SimNode<D extends AuthDevice = SoftwareTpmDevice> {
   readonly nodeId: string;
-  readonly device: SoftwareTpmDevice;
+  readonly device: D;
   readonly ekAlgorithm: EkAlgorithm;
   readonly endorsement: Endorsement;
   readonly ak: AttestationKey;
   readonly manufacturerCa: Certificate;
   readonly measurements: NodeMeasurements;
+  /** The software TPM's state file ('' for other devices). */
   readonly statePath: string;
   #events: TcgEvent[];
   readonly #dispose: () => void;
 
   private constructor(init: {
     nodeId: string;
-    device: SoftwareTpmDevice;
+    device: D;
     ekAlgorithm: EkAlgorithm;
     endorsement: Endorsement;
     ak: AttestationKey;
@@ -92,24 +97,32 @@ export class SimNode {
     const made = await manufactureSoftwareTpm(dir, { algorithms: [ekAlgorithm], statePath });
     const device = openSoftwareTpm(made.statePath, opts.ak === undefined ? {} : { akAlgorithm: opts.ak });
     await device.powerOn();
-    const endorsement = (await device.endorsements()).find((e) => e.algorithm === ekAlgorithm);
-    if (endorsement === undefined) throw new Error(`the software TPM has no ${ekAlgorithm} EK`);
-    const ak = await device.ensureAttestationKey(ekAlgorithm);
+    return SimNode.boot(device, { nodeId: opts.nodeId ?? 'node-1', ek: ekAlgorithm, manufacturerCa: made.caCertificate, statePath: made.statePath, ...(opts.measurements === undefined ? {} : { measurements: opts.measurements }), dispose: () => tmp?.dispose() });
+  }
+
+  /** Measured boot on a powered-on device (PCRs 0, 4, 5 by the hypervisor, PCR 12 by the launch gate). */
+  static async boot<T extends AuthDevice>(
+    device: T,
+    opts: { nodeId: string; ek: EkAlgorithm; manufacturerCa: Certificate; measurements?: NodeMeasurements; statePath?: string; dispose?: () => void },
+  ): Promise<SimNode<T>> {
+    const endorsement = (await device.endorsements()).find((e) => e.algorithm === opts.ek);
+    if (endorsement === undefined) throw new Error(`the device has no ${opts.ek} EK`);
+    const ak = await device.ensureAttestationKey(opts.ek);
     const measurements = opts.measurements ?? defaultMeasurements();
     const boot = new MeasuredBoot(new DeviceSlot(device));
     await boot.measureBoot({ description: 'platform firmware', digest: measurements.firmware }, { description: 'trustlaunch hypervisor', digest: measurements.hypervisor }, measurements.bootConfig);
     await boot.measureMiniDomain(measurements.minidomain, 1);
-    return new SimNode({
-      nodeId: opts.nodeId ?? 'node-1',
+    return new SimNode<T>({
+      nodeId: opts.nodeId,
       device,
-      ekAlgorithm,
+      ekAlgorithm: opts.ek,
       endorsement,
       ak,
-      manufacturerCa: made.caCertificate,
+      manufacturerCa: opts.manufacturerCa,
       measurements,
-      statePath: made.statePath,
+      statePath: opts.statePath ?? '',
       events: boot.events(),
-      dispose: () => tmp?.dispose(),
+      dispose: opts.dispose ?? (() => undefined),
     });
   }
 

@@ -5,8 +5,8 @@
 //    ratio reported. The gate is the whole pipeline: hand-over (page transfer, as dom0's
 //    loader does; the copy path is reported too), hash of the copy, compare, PCR 12 extend
 //    and log, device assignment, start. Goal: ratio >= 0.9.
-// 2. Process-VM launch with attestation (the real CA on loopback, in this process with one
-//    judge thread) vs the same launch with attestation turned off (a second node, the
+// 2. Process-VM launch with attestation (the real CA on loopback: `trustlaunch ca serve` in
+//    a process of its own, SQLite file, default judge threads) vs the same launch with attestation turned off (a second node, the
 //    benchmark/development switch), interleaved in the same run, 16 MiB image. Reported:
 //    end-to-end p50/p99 of both, and the time attestation adds after the VM reported its
 //    host key (quote, evidence to the CA, receipt and host certificate back, certificate
@@ -21,7 +21,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { generateKeyPairSync } from 'node:crypto';
 import { initCaDirectory, loadCaDirectory, addEndorsementRoot } from '../src/ca/directory.js';
-import { startCaService } from '../src/ca/service.js';
+import { TrustlaunchError } from '../src/protocol/errors.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { CaAdminClient } from '../src/ca/client.js';
 import { formatSshPublicKey } from '../src/crypto/ssh-keys.js';
 import { sha256Digest } from '../src/protocol/digest.js';
@@ -144,21 +145,22 @@ interface LaunchSample {
   readonly afterHostKey: number;
 }
 
-async function launchOnce(node: RunningNode, o: { vmId: string; digest: `sha256:${string}`; key: string }): Promise<LaunchSample> {
+/** Resolves when the node logs the final attestation event of `vm` (logged synchronously with the state change). */
+type Finals = Map<string, (at: number) => void>;
+
+async function launchOnce(node: RunningNode, finals: Finals, o: { vmId: string; digest: `sha256:${string}`; key: string }): Promise<LaunchSample> {
   const hv = node.hypervisor;
+  const done = new Promise<number>((resolve) => finals.set(o.vmId, resolve));
   const t0 = performance.now();
   await node.dom0.vms.create({ vmId: o.vmId, image: o.digest, nonce: newNonce(), hostname: `${o.vmId}.bench.test`, authorizedKey: o.key, memoryMiB: 64 });
   const info = hv.dom0.vms().find((v) => v.name === o.vmId && v.state !== 'destroyed');
   if (info === undefined) throw new Error(`VM ${o.vmId} vanished`);
-  const deadline = t0 + 60_000;
-  for (;;) {
-    const state = hv.dom0.vm(info.vmId).attestation.state;
-    if (state === 'attested' || state === 'unattested') break;
-    if (state === 'refused') throw new Error(`VM ${o.vmId} was refused: ${hv.dom0.vm(info.vmId).attestation.reason ?? ''}`);
-    if (performance.now() > deadline) throw new Error(`VM ${o.vmId} not attested within 60 s`);
-    await new Promise((r) => setImmediate(r));
-  }
-  const t1 = performance.now();
+  const timer = setTimeout(() => finals.get(o.vmId)?.(Number.NaN), 60_000);
+  const t1 = await done;
+  clearTimeout(timer);
+  finals.delete(o.vmId);
+  const state = hv.dom0.vm(info.vmId).attestation;
+  if (state.state !== 'attested' && state.state !== 'unattested') throw new Error(`VM ${o.vmId}: ${state.state} ${state.reason ?? ''}`);
   const timeline = node.backend.timeline(info.vmId);
   const hostKeyAt = timeline?.['host-key'];
   if (timeline === undefined || hostKeyAt === undefined) throw new Error('no host-key time in the backend timeline');
@@ -166,15 +168,38 @@ async function launchOnce(node: RunningNode, o: { vmId: string; digest: `sha256:
   return { total: t1 - t0, afterHostKey: t1 - (timeline.spawnedAt + hostKeyAt) };
 }
 
+/** `trustlaunch ca serve` in its own process; resolves to its URL once it listens. */
+function startCaProcess(dir: string): Promise<{ url: string; process: ChildProcess }> {
+  const bin = new URL('../bin/trustlaunch.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [bin, 'ca', 'serve', '--dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'silent', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new TrustlaunchError('TIMEOUT', 'the CA did not start within 60 s')), 60_000);
+    child.once('exit', (code) => reject(new TrustlaunchError('UNAVAILABLE', `the CA exited with ${String(code)}`)));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      try {
+        const { url } = JSON.parse(out) as { url: string };
+        clearTimeout(timer);
+        resolve({ url, process: child });
+      } catch {
+        // not the whole start-up line yet
+      }
+    });
+  });
+}
+
 async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tl-bench-node-'));
   const nodes: RunningNode[] = [];
-  let service: Awaited<ReturnType<typeof startCaService>> | undefined;
+  let caProcess: ChildProcess | undefined;
   let admin: CaAdminClient | undefined;
   try {
     const init = await initCaDirectory(join(dir, 'ca'));
     const material = await loadCaDirectory(join(dir, 'ca'));
-    service = await startCaService({ material, databaseUrl: `sqlite:${join(dir, 'ca.db')}`, listen: '127.0.0.1:0', threads: 1, logLevel: false });
+    const started = await startCaProcess(join(dir, 'ca'));
+    caProcess = started.process;
+    const service = { url: started.url };
     admin = new CaAdminClient({ url: service.url, root: material.root.certificate, token: init.adminToken });
     const rootFile = join(dir, 'ca-root.pem');
     await writeFile(rootFile, material.root.certificate.pem);
@@ -185,6 +210,7 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
     const key = formatSshPublicKey(generateKeyPairSync('ed25519').publicKey);
 
     const made: Record<'on' | 'off', RunningNode> = {} as Record<'on' | 'off', RunningNode>;
+    const finals: Finals = new Map();
     for (const mode of ['on', 'off'] as const) {
       const nodeDir = join(dir, `node-${mode}`);
       const n = await initNode({ dir: nodeDir, nodeId: `bench-${mode}`, device: 'sim', caUrl: service.url, caCertificateFile: rootFile, listen: { host: '127.0.0.1', port: 0 }, memoryMiB: 4096, attestation: mode });
@@ -200,7 +226,10 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
         dir: nodeDir,
         ...(token === undefined ? {} : { enrollToken: token }),
         listen: { host: '127.0.0.1', port: 0 },
-        log: (l) => (l.event === 'registered' || l.event === 'attestation-off' ? registered() : undefined),
+        log: (l) => {
+          if (l.event === 'registered' || l.event === 'attestation-off') registered();
+          if (l.event === 'attested' || l.event === 'unattested' || l.event === 'refused') finals.get(String(l['vm']))?.(performance.now());
+        },
       });
       nodes.push(node);
       await ready;
@@ -213,7 +242,7 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
       // Interleaved, alternating which goes first, so both see the same machine.
       const order = i % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
       for (const mode of order) {
-        const s = await launchOnce(made[mode], { vmId: `vm-${mode}-${i + 2}`, digest, key });
+        const s = await launchOnce(made[mode], finals, { vmId: `vm-${mode}-${i + 2}`, digest, key });
         if (i >= 0) samples[mode].push(s);
       }
     }
@@ -238,7 +267,11 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
   } finally {
     for (const n of nodes) await n.stop().catch(() => undefined);
     await admin?.close();
-    await service?.close();
+    if (caProcess !== undefined && caProcess.exitCode === null) {
+      const exited = new Promise((r) => caProcess?.once('exit', r));
+      caProcess.kill('SIGTERM');
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -93,7 +93,9 @@ export class MiniDomainAgent {
       this.#log('attestation-off', {});
       const mark = (r: VmReport): void => {
         try {
-          if (r.attestation.state === 'booting') this.#cap.setAttestation(r.vmId, { state: 'unattested' });
+          if (r.attestation.state !== 'booting') return;
+          this.#cap.setAttestation(r.vmId, { state: 'unattested' });
+          this.#log('unattested', { vm: r.name });
         } catch {
           // the VM (or this domain) is gone
         }

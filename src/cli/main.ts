@@ -5,6 +5,10 @@ import { registerNodeCommands } from './commands/node.js';
 import { registerManagerCommands } from './commands/manager.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerCaCommands } from './commands/ca.js';
+import { registerTrustCommand } from './commands/trust.js';
+import { registerVmCommands } from './commands/vm.js';
+import { registerVerifyCommand } from './commands/verify.js';
+import { registerUpCommand } from './commands/up.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -19,6 +23,10 @@ export function buildProgram(): Command {
   registerManagerCommands(program);
   registerImageCommands(program);
   registerCaCommands(program);
+  registerTrustCommand(program);
+  registerVmCommands(program);
+  registerVerifyCommand(program);
+  registerUpCommand(program);
   return program;
 }
 

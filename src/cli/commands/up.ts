@@ -1,0 +1,134 @@
+// `trustlaunch up`: every role on this machine (src/cluster/up.ts) until Ctrl-C.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { up, MAX_NODES, type RunningCluster } from '../../cluster/up.js';
+import type { ExitCode } from '../exit-codes.js';
+import { action, printResult, type OutputOptions } from '../output.js';
+
+interface UpFlags extends OutputOptions {
+  nodes?: number;
+  dir?: string;
+  db?: string;
+  user?: string;
+  attestation?: 'on' | 'off';
+}
+
+function parseNodes(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_NODES) throw new InvalidArgumentError(`an integer 1..${MAX_NODES}`);
+  return n;
+}
+
+function parseOnOff(text: string): 'on' | 'off' {
+  if (text !== 'on' && text !== 'off') throw new InvalidArgumentError('on or off');
+  return text;
+}
+
+/** What a user needs to use the cluster: endpoints, the CA fingerprint, the token, and the commands. */
+export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>; lines: string[] } {
+  const s = c.summary;
+  const env = {
+    TRUSTLAUNCH_MANAGER_URL: s.manager.url,
+    TRUSTLAUNCH_MANAGER_CA: c.managerCaFile,
+    TRUSTLAUNCH_TOKEN: c.userToken,
+  };
+  const trust = `trustlaunch ca trust ${s.ca.url} --fingerprint ${s.ca.fingerprint}`;
+  const json = {
+    dir: c.paths.dir,
+    resumed: c.resumed,
+    ca: { url: s.ca.url, fingerprint: s.ca.fingerprint, identityFile: join(c.paths.ca, 'identity.json'), dir: c.paths.ca },
+    manager: { url: s.manager.url, caCertFile: c.managerCaFile, dir: c.paths.manager },
+    nodes: s.nodes.map((n) => ({ ...n, dir: c.paths.node(n.id) })),
+    image: s.image,
+    user: { name: s.user, token: c.userToken, tokenFile: c.paths.userToken },
+    attestation: s.attestation,
+    env,
+    commands: [trust, `trustlaunch vm create --image ${s.image.name} --name hello`, 'trustlaunch vm ssh hello -- uname -a'],
+  };
+  const lines = [
+    `trustlaunch is ${c.resumed ? 'up again' : 'up'} in ${c.paths.dir}:`,
+    `  CA        ${s.ca.url}  fingerprint ${s.ca.fingerprint}`,
+    `  manager   ${s.manager.url}  (TLS CA ${c.managerCaFile})`,
+    ...s.nodes.map((n) => `  ${n.id.padEnd(9)} ${n.url}  (dom0; software TPM, process VMs${s.attestation === 'off' ? ', ATTESTATION OFF' : ''})`),
+    `  image     ${s.image.name} = ${s.image.digest} (on the CA's allowlist)`,
+    `  user      ${s.user}, token ${c.userToken}`,
+    `            (also in ${c.paths.userToken}, mode 0600)`,
+    '',
+    'as that user, in another terminal:',
+    `  export TRUSTLAUNCH_MANAGER_URL=${s.manager.url}`,
+    `  export TRUSTLAUNCH_MANAGER_CA=${c.managerCaFile}`,
+    `  export TRUSTLAUNCH_TOKEN=$(cat ${c.paths.userToken})`,
+    `  ${trust}`,
+    `  trustlaunch vm create --image ${s.image.name} --name hello`,
+    '  trustlaunch vm ssh hello -- uname -a',
+    '',
+    'logs: ' + c.paths.logs,
+    'press Ctrl-C to stop everything',
+  ];
+  return { json, lines };
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+export function registerUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description('run a CA, a manager and N nodes (software TPM, process VMs) on this machine until Ctrl-C')
+    .option('--nodes <n>', 'how many nodes (default 2)', parseNodes)
+    .option('--dir <dir>', 'keep everything in DIR (a second `up --dir DIR` resumes it); default: a temporary directory removed at exit')
+    .option('--db <url>', 'one database for the CA and the manager (postgres://…); default: SQLite files in DIR')
+    .option('--user <name>', 'the user to create (default demo)')
+    .option('--attestation <on|off>', 'off: nodes never attest (benchmarks only)', parseOnOff)
+    .option('--json', 'print one JSON document once everything is up')
+    .action(
+      action(async (opts: UpFlags) => {
+        const temporary = opts.dir === undefined ? await mkdtemp(join(tmpdir(), 'trustlaunch-up-')) : undefined;
+        const dir = opts.dir ?? (temporary);
+        const say = opts.json === true ? (): void => undefined : (line: string): void => void process.stderr.write(`${line}\n`);
+        // Ctrl-C while starting: stop what started, then leave.
+        const early = untilSignal();
+        let cluster: RunningCluster | undefined;
+        try {
+          say(`starting in ${dir} …`);
+          const starting = up({
+            dir,
+            ...(opts.nodes === undefined ? {} : { nodes: opts.nodes }),
+            ...(opts.db === undefined ? {} : { database: opts.db }),
+            ...(opts.user === undefined ? {} : { user: opts.user }),
+            ...(opts.attestation === undefined ? {} : { attestation: opts.attestation }),
+            progress: say,
+          });
+          const first = await Promise.race([starting.then((c) => ({ c })), early.then(() => undefined)]);
+          if (first === undefined) {
+            say('interrupted: stopping');
+            await (await starting.catch(() => undefined))?.stop();
+            return 130 as ExitCode;
+          }
+          cluster = first.c;
+          const info = clusterInfo(cluster);
+          printResult(opts, info.json, () => info.lines);
+          const signal = await early;
+          say(`${signal}: stopping the manager, the nodes and their VMs, and the CA`);
+          await cluster.stop();
+          say('stopped');
+          return 0;
+        } finally {
+          await cluster?.stop();
+          if (temporary !== undefined) await rm(temporary, { recursive: true, force: true });
+        }
+      }),
+    );
+}

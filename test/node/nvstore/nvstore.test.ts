@@ -13,6 +13,8 @@ import { toBase64url } from '../../../src/protocol/base64url.js';
 import { PCR, PLATFORM_PCRS } from '../../../src/protocol/pcrs.js';
 import { NVS, NVS_CMD, NVS_STS, DOMID_IO, FAULT_REASON, type MiniDomainCapability, type NvStoreDevicePort } from '../../../src/node/hypervisor/index.js';
 import { AUTH_DEVICE_NVSTORE } from '../../../src/node/hypervisor/pci.js';
+import { PlatformPcrBank } from '../../../src/node/hypervisor/devices/platform-pcrs.js';
+import { NvStoreDeviceModel } from '../../../src/node/hypervisor/devices/nvstore.js';
 import { openMiniDomainDevice } from '../../../src/node/minidomain/device.js';
 import { platformQuote } from '../../../src/node/minidomain/evidence.js';
 import { verifyQuote } from '../../../src/tpm/quote/verify.js';
@@ -133,6 +135,31 @@ void describe('pci-nvstore', () => {
     reg(NVS.CMD, NVS_CMD.READ);
     await port.completion();
     assert.equal(cap.mmio({ address: port.mmioBase + NVS.STS, size: 4, kind: 'read' }) & NVS_STS.ERROR, NVS_STS.ERROR);
+  });
+
+  void it('the mini-domain\'s capability reaches no PCR bank, device model or medium object, only functions', async () => {
+    const rec = recorder();
+    const n = await bootNvStoreNode({ miniDomain: rec.entry });
+    nodes.push(n);
+    await n.node.dom0.launchMiniDomain(Buffer.from(n.image));
+    const cap = rec.caps[0] as MiniDomainCapability;
+    const seen = new Set<unknown>();
+    const queue: unknown[] = [cap];
+    while (queue.length > 0 && seen.size < 10_000) {
+      const v = queue.shift();
+      if ((typeof v !== 'object' && typeof v !== 'function') || v === null || seen.has(v)) continue;
+      seen.add(v);
+      for (const key of Reflect.ownKeys(v)) {
+        const d = Object.getOwnPropertyDescriptor(v, key);
+        if (d !== undefined && 'value' in d) queue.push(d.value);
+      }
+    }
+    for (const v of seen) {
+      assert.ok(!(v instanceof PlatformPcrBank), 'the capability reaches the PCR bank');
+      assert.ok(!(v instanceof NvStoreDeviceModel), 'the capability reaches the device model');
+      assert.ok(!(typeof v === 'object' && v !== null && 'readBlocks' in v), 'the capability reaches a block device');
+    }
+    assert.ok(Object.isFrozen(cap.authDevice) && Object.isFrozen(portOf(cap).pcrs));
   });
 
   void it('a destroyed mini-domain\'s driver is dead; the next one passes the gate and finds the state', async () => {

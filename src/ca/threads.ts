@@ -3,19 +3,13 @@
 // the .js file directly.
 import { Worker } from 'node:worker_threads';
 
-/**
- * A larger young generation than V8's default: the hot path allocates many short-lived
- * strings and buffers per request, and fewer scavenges cost less CPU overall.
- */
-const RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 64 };
-
 /** `entry`: the module's URL as resolved next to the caller (ends in .ts or .js). */
 export function startThread(entry: URL, workerData: unknown): Worker {
   if (entry.pathname.endsWith('.ts')) {
     const code = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); }).catch((e) => { console.error(e); process.exit(70); })`;
-    return new Worker(code, { eval: true, workerData, resourceLimits: RESOURCE_LIMITS });
+    return new Worker(code, { eval: true, workerData });
   }
-  return new Worker(entry, { workerData, resourceLimits: RESOURCE_LIMITS });
+  return new Worker(entry, { workerData });
 }
 
 /** The URL of a sibling module with the caller's own extension (.ts under tsx, .js when built). */

@@ -95,8 +95,8 @@ export function registerUpCommand(program: Command): void {
     .option('--json', 'print one JSON document once everything is up')
     .action(
       action(async (opts: UpFlags) => {
-        const temporary = opts.dir === undefined ? await mkdtemp(join(tmpdir(), 'trustlaunch-up-')) : undefined;
-        const dir = opts.dir ?? (temporary);
+        const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'trustlaunch-up-')));
+        const temporary = opts.dir === undefined ? dir : undefined;
         const say = opts.json === true ? (): void => undefined : (line: string): void => void process.stderr.write(`${line}\n`);
         // Ctrl-C while starting: stop what started, then leave.
         const early = untilSignal();

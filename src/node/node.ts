@@ -127,7 +127,7 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
     await d0.loader.start();
     const tls = { cert: await readFile(paths.tlsCert, 'utf8'), key: (await readSecretFile(paths.tlsKey)).toString('utf8') };
     app = await createHttpServer({ name: 'node dom0', version: '1', description: `dom0 of node ${hypervisor.nodeId} (untrusted)`, tls, logger: false, bodyLimit: 2 * MiB });
-    registerDom0Routes(app, d0, config.dom0.tokenHash);
+    await registerDom0Routes(app, d0, config.dom0.tokenHash);
     const listenOn = o.listen ?? config.dom0.listen;
     const bound = await listen(app, listenOn.host, listenOn.port);
     await writeFile(paths.endpoint, `${bound.url}\n`, { mode: 0o644 });

@@ -30,10 +30,22 @@ function isReadable(body: unknown): body is Readable {
   return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function';
 }
 
-export function registerDom0Routes(app: HttpServer, dom0: Dom0, tokenHash: string): void {
+/**
+ * Registers dom0's routes in a scope of their own whose every request needs the manager's
+ * token: the check belongs to the routes (an encapsulated onRequest hook), not to a prefix
+ * of the raw URL, so no spelling of a path (percent-encoding, dot segments) gets around it.
+ */
+export async function registerDom0Routes(app: HttpServer, dom0: Dom0, tokenHash: string): Promise<void> {
+  await app.register((scope: HttpServer, _opts: unknown, done: (e?: Error) => void) => {
+    routes(scope, dom0, tokenHash);
+    done();
+  });
+}
+
+function routes(app: HttpServer, dom0: Dom0, tokenHash: string): void {
   app.addHook('onRequest', (request, _reply, done) => {
     try {
-      if (request.url.startsWith('/v1/') && !tokenMatches(bearerToken(request), tokenHash)) throw new TrustlaunchError('UNAUTHENTICATED', "the bearer token is not the manager's");
+      if (!tokenMatches(bearerToken(request), tokenHash)) throw new TrustlaunchError('UNAUTHENTICATED', "the bearer token is not the manager's");
       done();
     } catch (e) {
       done(e as Error);

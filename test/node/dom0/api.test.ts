@@ -39,6 +39,10 @@ void describe('dom0 API', () => {
       await assert.rejects(client.call('GET', '/v1/node'), (e) => isTrustlaunchError(e, 'UNAUTHENTICATED'));
       await assert.rejects(client.call('POST', '/v1/vms', { body: {} }), (e) => isTrustlaunchError(e, 'UNAUTHENTICATED'));
       assert.deepEqual(await client.call('GET', '/healthz'), { status: 'ok' });
+      // No spelling of a path gets around the check (it belongs to the routes, not to a URL prefix).
+      for (const path of ['/%76%31/node', '/%76%31/vms', '/v1/./node', '/v1/vms/../node']) {
+        await assert.rejects(client.call('GET', path), (e) => isTrustlaunchError(e, 'UNAUTHENTICATED'), path);
+      }
       await client.close();
     }
   });

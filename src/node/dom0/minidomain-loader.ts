@@ -3,7 +3,7 @@
 // again whenever the hypervisor reports that the mini-domain ended on its own (crashed or
 // hung: G6). dom0 is untrusted; what it reads is checked by the gate, not here. Restarts
 // back off (1 s doubling to 60 s) so a mini-domain that keeps dying cannot spin the node.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Dom0Capability, MiniDomainExit, MiniDomainLaunch } from '../hypervisor/index.js';
 import { ownBuffer } from './images.js';
 
@@ -30,8 +30,8 @@ export class MiniDomainLoader {
 
   /** Reads the image from disk and hands its pages to the gate (transferred: dom0 keeps nothing). */
   async launch(): Promise<MiniDomainLaunch> {
+    if ((await stat(this.#imagePath)).size > MAX_IMAGE_BYTES) throw new RangeError(`${this.#imagePath} is larger than ${MAX_IMAGE_BYTES} bytes`);
     const bytes = await readFile(this.#imagePath);
-    if (bytes.length > MAX_IMAGE_BYTES) throw new RangeError(`${this.#imagePath} is larger than ${MAX_IMAGE_BYTES} bytes`);
     const launch = await this.#dom0.launchMiniDomain(ownBuffer(bytes));
     this.#lastLaunchAt = Date.now();
     this.#log({ event: 'minidomain-launched', domain: launch.domainId, launch: launch.launch, digest: launch.digest });

@@ -102,22 +102,3 @@ export function checkMeasuredImage(measured: Uint8Array): void {
     throw new TrustlaunchError('MINIDOMAIN_IMAGE_INVALID', `the measured image (${sha256Digest(measured)}) is not the agent code this node runs (${sha256Digest(INSTALLED)})`);
   }
 }
-
-/** Size of the installed image, for status output. */
-export function installedImageBytes(): number {
-  return INSTALLED.length;
-}
-
-/** The directory of a file inside an image path (for documentation tools). */
-export function imagePaths(bytes: Uint8Array): string[] {
-  return unpackImage(bytes).map((f) => f.path);
-}
-
-/** Whether `path` names a regular file (used by the node's loader before reading). */
-export function isRegularFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}

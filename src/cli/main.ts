@@ -9,6 +9,7 @@ import { registerTrustCommand } from './commands/trust.js';
 import { registerVmCommands } from './commands/vm.js';
 import { registerVerifyCommand } from './commands/verify.js';
 import { registerUpCommand } from './commands/up.js';
+import { registerDemoCommand } from './commands/demo.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerVmCommands(program);
   registerVerifyCommand(program);
   registerUpCommand(program);
+  registerDemoCommand(program);
   return program;
 }
 

@@ -25,7 +25,8 @@ function parseAlg(text: string): 'ES256' | 'EdDSA' {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'];
 
 export function registerCaCommands(program: Command): void {
-  const ca = program.command('ca').description('the Certificate Authority: registrar, verifier, receipts (docs/ca.md)');
+  // `ca trust` (the user's side, commands/trust.ts) joins this group, whichever registers first.
+  const ca = (program.commands.find((c) => c.name() === 'ca') ?? program.command('ca')).description('the Certificate Authority: registrar, verifier, receipts (docs/ca.md)');
 
   ca.command('init')
     .description('create a CA directory: receipt, SSH CA and root keys, TLS certificate, admin token; prints the fingerprint users pin')

@@ -5,7 +5,6 @@
 // VM's report, together with dom0's untrusted launch metadata. The mini-domain records
 // each VM's attestation state here, where dom0 can read it but not change it.
 import { z } from 'zod';
-import { canonicalBytes } from '../../protocol/canonical-json.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
 import type { Digest } from '../../protocol/digest.js';
 import { HostnameSchema, IdSchema, NonceSchema, SshPublicKeySchema, describeIssues } from '../../protocol/messages.js';
@@ -186,14 +185,18 @@ export class VmManager {
     const reason = update.reason ?? null;
     if (reason !== null && !ReasonSchema.safeParse(reason).success) throw new TrustlaunchError('MALFORMED_REQUEST', 'an attestation reason is an error code');
     if (update.note !== undefined) {
-      let size: number;
+      // Plain JSON only (functions, symbols, cycles refused), bounded; the clone is what is kept.
+      let text: string | undefined;
+      let clone: unknown;
       try {
-        size = canonicalBytes(update.note).length;
+        text = JSON.stringify(update.note);
+        clone = structuredClone(update.note);
       } catch {
-        throw new TrustlaunchError('MALFORMED_REQUEST', 'an attestation note is plain JSON');
+        text = undefined;
       }
-      if (size > MAX_NOTE_BYTES) throw new TrustlaunchError('BODY_TOO_LARGE', `an attestation note has at most ${MAX_NOTE_BYTES} bytes`);
-      vm.note = structuredClone(update.note);
+      if (text === undefined) throw new TrustlaunchError('MALFORMED_REQUEST', 'an attestation note is plain JSON');
+      if (Buffer.byteLength(text) > MAX_NOTE_BYTES) throw new TrustlaunchError('BODY_TOO_LARGE', `an attestation note has at most ${MAX_NOTE_BYTES} bytes`);
+      vm.note = clone;
     }
     vm.attestation = Object.freeze({ state: update.state, reason, updatedAt: this.#host.clock().toISOString() });
   }

@@ -8,7 +8,7 @@ import { toBase64url } from '../../protocol/base64url.js';
 import { canonicalBytes } from '../../protocol/canonical-json.js';
 import { sha256 } from '../../protocol/digest.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
-import { EvidenceSchema, LaunchClaimsSchema, describeIssues, type Evidence, type LaunchClaims, type TpmQuote } from '../../protocol/messages.js';
+import { LaunchClaimsSchema, describeIssues, type Evidence, type LaunchClaims, type TpmQuote } from '../../protocol/messages.js';
 import { PLATFORM_PCRS } from '../../protocol/pcrs.js';
 import type { AttestationKey, AuthDevice } from '../../tpm/auth-device.js';
 import { eventsToJson } from '../../tpm/eventlog/json.js';
@@ -56,8 +56,8 @@ export async function platformQuote(device: AuthDevice, ak: AttestationKey, qual
   return { attest: toBase64url(attest), signature: toBase64url(signature), pcrs: { sha256: sha256Values } };
 }
 
-/** The evidence for one VM launch. */
+/** The evidence for one VM launch (its parts are built by the functions above, already in their wire form). */
 export async function makeEvidence(o: { device: AuthDevice; ak: AttestationKey; claims: LaunchClaims; eventLog: readonly TcgEvent[] }): Promise<Evidence> {
   const quote = await platformQuote(o.device, o.ak, claimsDigest(o.claims));
-  return EvidenceSchema.parse({ claims: o.claims, quote, eventLog: eventsToJson(o.eventLog) });
+  return { claims: o.claims, quote, eventLog: eventsToJson(o.eventLog) };
 }

@@ -20,7 +20,7 @@ import type { ManagerApi, ManagerVm } from './manager-api.js';
 import type { ClientPaths } from './paths.js';
 import type { TrustedCa } from './pinned-ca.js';
 import { removeVmRecord, writeVmRecord, type VmRecord } from './records.js';
-import { checkEndpoint, probeHostKey, type SshEndpoint } from './ssh-endpoint.js';
+import { checkEndpoint, checkPresentedKeys, scanHostKeys, scanTypeOf, type SshEndpoint } from './ssh-endpoint.js';
 import type { LoginKey } from './ssh-key.js';
 import { verifyLaunch, type VerifiedLaunch } from './verify.js';
 
@@ -70,7 +70,7 @@ export interface LaunchDeps {
   readonly receipts: CaReceipts;
   readonly manager: ManagerApi;
   readonly loginKey: LoginKey;
-  /** First interval of the manager's hints, doubling to 1 s (default 100 ms). */
+  /** Interval of the manager's hints for the first ten looks, then doubling to 1 s (default 50 ms). */
   readonly managerPollMs?: number;
   /** How long a VM the manager calls running may lack a receipt (default 5 s). */
   readonly graceMs?: number;
@@ -85,6 +85,16 @@ type Hint =
   | { readonly kind: 'nonce-changed'; readonly vm: ManagerVm };
 
 export async function createVm(deps: LaunchDeps, req: CreateVmRequest): Promise<CreatedVm> {
+  // Host key scans run until the launch is decided either way, then stop.
+  const scanning = new AbortController();
+  try {
+    return await launchAndVerify(deps, req, scanning.signal);
+  } finally {
+    scanning.abort();
+  }
+}
+
+async function launchAndVerify(deps: LaunchDeps, req: CreateVmRequest, scanning: AbortSignal): Promise<CreatedVm> {
   const t0 = performance.now();
   const since = (): number => performance.now() - t0;
   const deadline = Date.now() + (req.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -102,16 +112,29 @@ export async function createVm(deps: LaunchDeps, req: CreateVmRequest): Promise<
   const scheduled = since();
   stage('scheduled', vm);
 
-  // The receipt from the CA, while the manager's view runs alongside as a hint.
+  // The receipt from the CA, while the manager's view runs alongside as a hint — and, once
+  // it names the VM's SSH endpoint, the endpoint's host keys are read ahead (compared only
+  // after the receipt has been verified), so the endpoint check costs no extra wait.
   const stop = new AbortController();
+  const scans = new Map<string, Promise<string[]>>();
+  const scanKey = (e: SshEndpoint): string => `${e.host}:${e.port}`;
+  let latest = vm;
+  const onView = (v: ManagerVm): void => {
+    latest = v;
+    const endpoint = endpointOf(v);
+    if (req.probe === false || endpoint === undefined || scans.has(scanKey(endpoint))) return;
+    // Ed25519 is what guests generate; another type is asked for after the receipt names it.
+    scans.set(scanKey(endpoint), scanHostKeys(endpoint, Date.now() + PROBE_MS, scanning, ['ed25519']));
+  };
   let found: CaReceipt | undefined;
   try {
     const outcome = await Promise.race([
       deps.receipts.waitFor(nonce, deadline, stop.signal).then((r) => ({ kind: 'receipt' as const, receipt: r })),
-      watchManager(deps, vm, nonce, stop.signal, stage).then((hint) => ({ kind: 'hint' as const, hint })),
+      watchManager(deps, vm, nonce, stop.signal, stage, onView).then((hint) => ({ kind: 'hint' as const, hint })),
     ]);
     if (outcome.kind === 'receipt') {
       found = outcome.receipt;
+      vm = latest; // the manager's newest view (its endpoint, its node): still only a hint
     } else if (outcome.hint !== undefined) {
       vm = outcome.hint.vm;
       found = await deps.receipts.lookup(nonce, 0); // one last look: the CA's word outranks the hint
@@ -140,7 +163,12 @@ export async function createVm(deps: LaunchDeps, req: CreateVmRequest): Promise<
   if (vm.nodeReport?.ssh === undefined) vm = await deps.manager.getVm(vm.vmId).catch(() => vm);
   const endpoint = vm.nodeReport?.ssh === undefined ? undefined : checkEndpoint(vm.nodeReport.ssh);
   let probed = false;
-  if (endpoint !== undefined && req.probe !== false) probed = (await probeHostKey(endpoint, launch.hostKey, Date.now() + PROBE_MS)).answered;
+  if (endpoint !== undefined && req.probe !== false) {
+    const type = scanTypeOf(launch.hostKey);
+    const early = type === 'ed25519' ? await (scans.get(scanKey(endpoint)) ?? Promise.resolve([])) : [];
+    const presented = early.length > 0 ? early : await scanHostKeys(endpoint, Date.now() + PROBE_MS, undefined, [type]);
+    probed = checkPresentedKeys(endpoint, presented, launch.hostKey).answered;
+  }
   const verifiedAt = since();
 
   const record: VmRecord = {
@@ -184,15 +212,35 @@ async function persist(deps: LaunchDeps, record: VmRecord, launch: VerifiedLaunc
   }
 }
 
+/** The SSH endpoint a view names, when it names a usable one (a bad one is refused later, at the check). */
+function endpointOf(vm: ManagerVm): SshEndpoint | undefined {
+  if (vm.nodeReport?.ssh === undefined) return undefined;
+  try {
+    return checkEndpoint(vm.nodeReport.ssh);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Follows the manager's view until it calls for an early end (or `signal` aborts: undefined). */
-async function watchManager(deps: LaunchDeps, first: ManagerVm, nonce: Nonce, signal: AbortSignal, stage: (s: LaunchStage, vm: ManagerVm) => void): Promise<Hint | undefined> {
+async function watchManager(
+  deps: LaunchDeps,
+  first: ManagerVm,
+  nonce: Nonce,
+  signal: AbortSignal,
+  stage: (s: LaunchStage, vm: ManagerVm) => void,
+  onView: (vm: ManagerVm) => void,
+): Promise<Hint | undefined> {
   const grace = deps.graceMs ?? 5000;
-  let interval = deps.managerPollMs ?? 100;
+  const base = deps.managerPollMs ?? 50;
+  let interval = base;
+  let polls = 0;
   let shown = 'scheduled';
   let runningSince: number | undefined;
   while (!signal.aborted) {
     await sleep(interval, signal);
-    interval = Math.min(interval * 2, 1000);
+    // Often while a launch usually completes (about a second), then less and less.
+    if (++polls >= 10) interval = Math.min(interval * 2, 1000);
     if (signal.aborted) return undefined;
     let vm: ManagerVm;
     try {
@@ -204,6 +252,7 @@ async function watchManager(deps: LaunchDeps, first: ManagerVm, nonce: Nonce, si
     }
     if (vm.vmId !== first.vmId) continue;
     if (vm.nonce !== nonce) return { kind: 'nonce-changed', vm };
+    onView(vm);
     if ((vm.state === 'booting' || vm.state === 'attesting') && vm.state !== shown) {
       shown = vm.state;
       stage(vm.state, vm);

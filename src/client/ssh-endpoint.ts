@@ -27,12 +27,20 @@ export function checkEndpoint(e: { host: string; port: number }): SshEndpoint {
   return { host: e.host, port: e.port };
 }
 
+/** Key types as ssh-keyscan names them; each one asked for costs the server a connection. */
+export type ScanType = 'ed25519' | 'ecdsa';
+
+/** The ssh-keyscan type of an OpenSSH key line. */
+export function scanTypeOf(keyLine: string): ScanType {
+  return keyLine.startsWith('ecdsa-') ? 'ecdsa' : 'ed25519';
+}
+
 /** The plain host keys (`type base64`) the server at `endpoint` presents now; [] when it does not answer. */
-export function presentedHostKeys(endpoint: SshEndpoint, timeoutSeconds = 3): Promise<string[]> {
+export function presentedHostKeys(endpoint: SshEndpoint, timeoutSeconds = 3, types: readonly ScanType[] = ['ed25519', 'ecdsa']): Promise<string[]> {
   return new Promise((resolve) => {
     execFile(
       'ssh-keyscan',
-      ['-T', String(timeoutSeconds), '-t', 'ed25519,ecdsa', '-p', String(endpoint.port), endpoint.host],
+      ['-T', String(timeoutSeconds), '-t', types.join(','), '-p', String(endpoint.port), endpoint.host],
       { timeout: (timeoutSeconds + 5) * 1000, encoding: 'utf8', maxBuffer: 64 * 1024 },
       (_error, stdout) => {
         const keys: string[] = [];
@@ -52,31 +60,40 @@ export interface ProbeResult {
   readonly answered: boolean;
 }
 
+/** The keys the endpoint presents, asked again until it answers, `deadline` passes or `signal` aborts ([]). */
+export async function scanHostKeys(endpoint: SshEndpoint, deadline: number, signal?: AbortSignal, types?: readonly ScanType[]): Promise<string[]> {
+  for (let delay = 25; signal?.aborted !== true; delay = Math.min(delay * 2, 500)) {
+    const keys = await presentedHostKeys(endpoint, 3, types);
+    if (keys.length > 0 || Date.now() + delay > deadline) return keys;
+    await new Promise((r) => setTimeout(r, delay));
+  }
+  return [];
+}
+
+/** The endpoint check on keys already scanned: none ⇒ not answered; some, but not the attested one ⇒ HOST_KEY_MISMATCH. */
+export function checkPresentedKeys(endpoint: SshEndpoint, presented: readonly string[], attested: string): ProbeResult {
+  if (presented.length === 0) return { answered: false };
+  const want = parseSshPublicKey(attested).blob;
+  const matches = presented.some((k) => {
+    try {
+      return parseSshPublicKey(k).blob.equals(want);
+    } catch {
+      return false;
+    }
+  });
+  if (matches) return { answered: true };
+  throw new TrustlaunchError('HOST_KEY_MISMATCH', `the SSH server at ${endpoint.host}:${endpoint.port} (where the manager says the VM is) presents another host key than the one the CA attested`, {
+    detail: { check: 'endpoint', endpoint, presented: presented.slice(0, 4) },
+  });
+}
+
 /**
  * Asks the endpoint for its host keys until it answers or `deadline` passes (sshd may still
  * be starting, or re-reading its configuration for the host certificate). An answer without
  * the attested key is HOST_KEY_MISMATCH.
  */
 export async function probeHostKey(endpoint: SshEndpoint, attested: string, deadline: number): Promise<ProbeResult> {
-  const want = parseSshPublicKey(attested).blob;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-    const keys = await presentedHostKeys(endpoint);
-    if (keys.length > 0) {
-      const blobs = keys.flatMap((k) => {
-        try {
-          return [parseSshPublicKey(k).blob];
-        } catch {
-          return [];
-        }
-      });
-      if (blobs.some((b) => b.equals(want))) return { answered: true };
-      throw new TrustlaunchError('HOST_KEY_MISMATCH', `the SSH server at ${endpoint.host}:${endpoint.port} (where the manager says the VM is) presents another host key than the one the CA attested`, {
-        detail: { check: 'endpoint', endpoint, presented: keys.slice(0, 4) },
-      });
-    }
-    if (Date.now() + delay > deadline) return { answered: false };
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  return checkPresentedKeys(endpoint, await scanHostKeys(endpoint, deadline, undefined, [scanTypeOf(attested)]), attested);
 }
 
 export interface SshCommandOptions {

@@ -6,10 +6,10 @@
 // bound (bench/ca/crypto-bound.ts) on every CPU, measured in the same run.
 // Goals (issue 3): >= 5,000 receipts/s and >= 0.5 of the crypto bound on SQLite.
 //
-//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both]
+//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--profile DIR]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -30,11 +30,34 @@ function arg(args: readonly string[], name: string, fallback: string): string {
   return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
 }
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** CPU seconds (user + system) from a /proc stat line. */
+function statSeconds(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  return statSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/**
+ * CPU seconds of the CA process by kind of thread: `main` (HTTPS, fastify, messages), the
+ * threads the CA names (`ca-judge`, `ca-commit`: src/ca/threads.ts), and `other` (V8's GC
+ * and compiler helpers, libuv). Threads that ended meanwhile are not counted.
+ */
+function threadSeconds(pid: number): Map<string, number> {
+  const by = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const kind = tid === String(pid) ? 'main' : comm.startsWith('ca-') ? comm : 'other';
+      by.set(kind, (by.get(kind) ?? 0) + statSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return by;
 }
 
 async function runLoadProcess(configFile: string): Promise<LoadResult & { cpuUser: number; cpuSys: number }> {
@@ -52,12 +75,12 @@ interface Setup {
   dispose(): Promise<void>;
 }
 
-async function setUp(dir: string, db: string, threads: number, opts: { requests: number; concurrency: number }): Promise<Setup> {
+async function setUp(dir: string, db: string, threads: number, opts: { requests: number; concurrency: number; nodeArgs: readonly string[] }): Promise<Setup> {
   const init = await initCaDirectory(join(dir, 'ca'));
   const node = await SimNode.create({ nodeId: 'bench-node', dir: join(dir, 'node') });
   writeFileSync(join(dir, 'manufacturer.pem'), node.manufacturerCa.pem);
   await addEndorsementRoot(join(dir, 'ca'), join(dir, 'manufacturer.pem'));
-  const ca = await startCaProcess({ dir: join(dir, 'ca'), db, threads });
+  const ca = await startCaProcess({ dir: join(dir, 'ca'), db, threads, nodeArgs: opts.nodeArgs });
   const root = (await loadCaDirectory(join(dir, 'ca'))).root.certificate;
   const admin = new CaAdminClient({ url: ca.url, root, token: init.adminToken });
   const client = new CaClient({ url: ca.url, root });
@@ -117,6 +140,9 @@ export async function run(ctx: BenchContext): Promise<void> {
   const cpus = availableParallelism();
   const threads = Number(arg(ctx.args, '--threads', String(cpus)));
   const which = arg(ctx.args, '--db', 'both');
+  // --profile DIR: the CA process writes V8 CPU profiles (every thread) to DIR when it stops.
+  const profile = arg(ctx.args, '--profile', '');
+  const nodeArgs = profile === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profile];
 
   const targets: Array<{ name: 'sqlite' | 'postgres'; open: (dir: string) => Promise<{ url: string; drop: () => Promise<void> } | undefined> }> = [];
   if (which !== 'postgres') targets.push({ name: 'sqlite', open: (dir) => Promise.resolve({ url: `sqlite:${join(dir, 'ca.db')}`, drop: () => Promise.resolve() }) });
@@ -130,15 +156,17 @@ export async function run(ctx: BenchContext): Promise<void> {
       tmp.dispose();
       continue;
     }
-    const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency });
+    const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency, nodeArgs });
     try {
       const configFile = join(tmp.path, 'load.json');
       writeFileSync(configFile, JSON.stringify(setup.config));
       const boundBefore = await cryptoBound(cpus, 2000);
       const pid = setup.ca.child.pid as number;
       const cpuBefore = cpuSeconds(pid);
+      const threadsBefore = threadSeconds(pid);
       const result = await runLoadProcess(configFile);
       const caCpu = cpuSeconds(pid) - cpuBefore;
+      const threadsAfter = threadSeconds(pid);
       const boundAfter = await cryptoBound(cpus, 2000);
       if (result.failed > 0) throw new Error(`${result.failed} requests failed: ${result.firstFailure ?? ''}`);
       const bound = (boundBefore + boundAfter) / 2;
@@ -149,6 +177,9 @@ export async function run(ctx: BenchContext): Promise<void> {
       // Where the time goes: CPU per receipt in the CA process and in the load process (warm-up included in both).
       const all = result.requests + setup.config.warmupRequests;
       ctx.report({ bench: 'ca', metric: `CA CPU per receipt [${target.name}]`, value: (caCpu / all) * 1e6, unit: 'µs', baseline: (cpus / bound) * 1e6, note: 'baseline: the crypto alone per receipt (CPU-µs)' });
+      for (const [kind, after] of [...threadsAfter].sort()) {
+        ctx.report({ bench: 'ca', metric: `CA CPU per receipt, ${kind} thread(s) [${target.name}]`, value: ((after - (threadsBefore.get(kind) ?? 0)) / all) * 1e6, unit: 'µs', baseline: null });
+      }
       ctx.report({ bench: 'ca', metric: `load-process CPU per request [${target.name}]`, value: ((result.cpuUser + result.cpuSys - result.generationSeconds) / all) * 1e6, unit: 'µs', baseline: null, note: 'the HTTPS client on the same machine (evidence generation excluded)' });
     } finally {
       await setup.dispose();

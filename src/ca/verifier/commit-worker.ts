@@ -8,10 +8,12 @@ import type { CaSchema } from '../store/schema.js';
 import { commitGroup } from './commit-group.js';
 import type { CommitThreadReply, CommitThreadRequest } from './commit-thread.js';
 import type { JudgeSettings } from './judge.js';
+import { nameThisThread } from '../threads.js';
 
 const port = parentPort;
 if (port === null) throw new Error('verifier/commit-worker.ts runs only as a worker thread');
 const { databaseUrl, settings } = workerData as { databaseUrl: string; settings: JudgeSettings };
+nameThisThread('ca-commit');
 
 try {
   const store = await openDatabase<CaSchema>(databaseUrl, { migrations: caMigrations, namespace: CA_NAMESPACE, readonly: false });

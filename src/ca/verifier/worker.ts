@@ -4,11 +4,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { EvidenceJudge, type JudgeSettings } from './judge.js';
 import type { PolicySnapshot } from '../policy/snapshot.js';
 import type { ToWorker, FromWorker } from './pool.js';
+import { nameThisThread } from '../threads.js';
 
 const port = parentPort;
 if (port === null) throw new Error('verifier/worker.ts runs only as a worker thread');
 const { settings, policy } = workerData as { settings: JudgeSettings; policy: PolicySnapshot };
 const judge = new EvidenceJudge(settings, policy);
+nameThisThread('ca-judge');
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'policy') {

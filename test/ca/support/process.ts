@@ -13,8 +13,8 @@ export interface CaProcess {
   stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
 }
 
-export async function startCaProcess(opts: { dir: string; db: string; threads?: number }): Promise<CaProcess> {
-  const child = spawn(process.execPath, [BIN, 'ca', 'serve', '--dir', opts.dir, '--db', opts.db, '--listen', '127.0.0.1:0', '--threads', String(opts.threads ?? 1), '--log-level', 'error', '--json'], {
+export async function startCaProcess(opts: { dir: string; db: string; threads?: number; nodeArgs?: readonly string[] }): Promise<CaProcess> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, 'ca', 'serve', '--dir', opts.dir, '--db', opts.db, '--listen', '127.0.0.1:0', '--threads', String(opts.threads ?? 1), '--log-level', 'error', '--json'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

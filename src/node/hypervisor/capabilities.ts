@@ -87,15 +87,42 @@ export interface AttestationUpdate {
   readonly note?: unknown;
 }
 
+/**
+ * A multi-part image (the QEMU backend's bundle): a kernel, optionally an initramfs and
+ * the kernel command line (its exact bytes: UTF-8, no trailing newline). Each part is
+ * copied into VM memory and the copy hashed on its own; the VM's report names all three
+ * digests, so an allowlist can pin the triple.
+ */
+export interface VmImageBundle {
+  readonly kernel: Uint8Array | ArrayBuffer;
+  readonly initrd?: Uint8Array | ArrayBuffer;
+  readonly cmdline?: Uint8Array | ArrayBuffer;
+}
+
+/** The digests of what the hypervisor measured for a VM: always the kernel, and the initramfs and command line when the image has them. */
+export interface VmMeasurements {
+  readonly kernel: Digest;
+  readonly initrd?: Digest;
+  readonly cmdline?: Digest;
+}
+
+/** One measured part of a VM's image: a view of the VM's own memory and the SHA-256 of exactly those bytes. */
+export interface MeasuredPart {
+  readonly bytes: Uint8Array;
+  readonly digest: Digest;
+}
+
 export interface VmBuildRequest {
   /** The manager's VM id (a DNS label); fixed for the VM's life and carried into its report. */
   readonly name: string;
   /**
-   * The kernel image. A Uint8Array is copied into VM memory; a whole ArrayBuffer is
-   * transferred (detached from the caller: a page transfer, no copy). Either way the
-   * hypervisor hashes what is in VM memory and never reads the caller's bytes again.
+   * The kernel image, or a bundle of kernel, initramfs and command line. A Uint8Array is
+   * copied into VM memory; a whole ArrayBuffer is transferred (detached from the caller: a
+   * page transfer, no copy; a bundle's parts are copied into one backing, then detached).
+   * Either way the hypervisor hashes what is in VM memory and never reads the caller's
+   * bytes again.
    */
-  readonly image: Uint8Array | ArrayBuffer;
+  readonly image: Uint8Array | ArrayBuffer | VmImageBundle;
   /** Untrusted launch metadata for the mini-domain (nonce, hostname, authorized key). */
   readonly launch?: VmLaunchMetadata;
   /** Memory of the VM; at least the image rounded up to pages (default: that plus 1 MiB). */
@@ -108,8 +135,11 @@ export interface VmInfo {
   readonly vmId: DomainId;
   readonly name: string;
   readonly state: DomainState;
-  /** SHA-256 of the image as copied into VM memory. */
+  /** SHA-256 of the image (a bundle's kernel) as copied into VM memory. */
   readonly kernelDigest: Digest;
+  /** Every measured part's digest (kernel, and a bundle's initrd and cmdline). */
+  readonly measurements: VmMeasurements;
+  /** Bytes of all parts together. */
   readonly imageBytes: number;
   readonly memoryBytes: number;
   readonly hostKeyReported: boolean;
@@ -159,6 +189,8 @@ export interface VmReport {
   readonly vmId: DomainId;
   readonly name: string;
   readonly kernelDigest: Digest;
+  /** Every measured part's digest: the kernel's again, and a bundle's initrd and cmdline. */
+  readonly measurements: VmMeasurements;
   /** The OpenSSH public key line the VM sent on its channel (first `host-key` message). */
   readonly sshHostKey: string;
   readonly reportedAt: string;
@@ -246,9 +278,13 @@ export type MiniDomainEntry = (boot: MiniDomainBoot) => DomainExecution | Promis
 export interface VmBoot {
   readonly capability: VmCapability;
   readonly name: string;
-  /** The measured bytes, a view of the VM's own memory (no copy): exactly what must run. */
+  /** The measured bytes (a bundle's kernel), a view of the VM's own memory (no copy): exactly what must run. */
   readonly image: Uint8Array;
   readonly kernelDigest: Digest;
+  /** A bundle's initramfs, measured (absent for a single-part image). */
+  readonly initrd?: MeasuredPart;
+  /** A bundle's kernel command line, measured: its exact bytes. */
+  readonly cmdline?: MeasuredPart;
   readonly guest: unknown;
   /** dom0's launch metadata (untrusted), e.g. for the guest's hostname and authorized key. */
   readonly launch: VmLaunchMetadata | null;

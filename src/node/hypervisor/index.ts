@@ -11,6 +11,7 @@ export type {
   DomainCapability,
   DomainExecution,
   IoPageTableCapability,
+  MeasuredPart,
   MediatedTpmDevice,
   MemoryCapability,
   MiniDomainBoot,
@@ -26,7 +27,9 @@ export type {
   VmBuildRequest,
   VmCapability,
   VmInfo,
+  VmImageBundle,
   VmLaunchMetadata,
+  VmMeasurements,
   VmReport,
   VmRunner,
 } from './capabilities.js';

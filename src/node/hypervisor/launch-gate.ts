@@ -71,18 +71,18 @@ async function finishGate(host: GateHost, staged: StagedImage): Promise<MiniDoma
 }
 
 /**
- * SHA-256 of the first `length` bytes of a domain's memory, chunk by chunk, yielding to
+ * SHA-256 of `length` bytes of a domain's memory from `gpa` on, chunk by chunk, yielding to
  * the event loop whenever YIELD_AFTER_MS have passed (a large image never stalls the node
  * for longer; a small one is hashed in one turn, without paying for yields it does not need).
  */
-export async function hashTheCopy(memory: DomainMemory, length: number, onChunk: () => void = () => undefined): Promise<Digest> {
+export async function hashTheCopy(memory: DomainMemory, length: number, onChunk: () => void = () => undefined, gpa = 0): Promise<Digest> {
   const hash = createHash('sha256');
   let at = 0;
   let slice = performance.now();
   do {
     onChunk();
     const n = Math.min(HASH_CHUNK_BYTES, length - at);
-    memory.scan(at, n, (bytes) => hash.update(bytes));
+    memory.scan(gpa + at, n, (bytes) => hash.update(bytes));
     at += n;
     if (performance.now() - slice >= YIELD_AFTER_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));

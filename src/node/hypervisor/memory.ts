@@ -267,6 +267,30 @@ export class DomainMemory {
     return length;
   }
 
+  /**
+   * Loads a multi-part image (kernel, initramfs, command line) at guest address 0 of a
+   * domain that has never been written: the parts are copied once, in order, into one
+   * fresh backing buffer, each starting on a page boundary (a whole ArrayBuffer is
+   * detached from the caller after the copy: its pages leave the caller's hands). Returns
+   * where each part lies. The caller's bytes are never read after this returns.
+   */
+  loadParts(parts: readonly (Uint8Array | ArrayBuffer)[]): { gpa: number; length: number }[] {
+    const lengths = parts.map((p) => (p instanceof ArrayBuffer || p instanceof Uint8Array ? p.byteLength : -1));
+    if (lengths.some((n) => n < 0)) throw new TypeError('an image part is a Uint8Array or an ArrayBuffer');
+    const placed: { gpa: number; length: number }[] = [];
+    let end = 0;
+    for (const length of lengths) {
+      placed.push({ gpa: end, length });
+      end += Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    }
+    if (end > this.size || end > MAX_ACCESS_BYTES) throw new RangeError(`an image of ${end} bytes does not fit the ${this.size}-byte memory of domain ${this.domain}`);
+    const backing = new Uint8Array(end);
+    parts.forEach((part, i) => backing.set(part instanceof ArrayBuffer ? new Uint8Array(part) : part, (placed[i] as { gpa: number }).gpa));
+    for (const part of new Set(parts)) if (part instanceof ArrayBuffer) structuredClone(part, { transfer: [part] });
+    if (end > 0) this.#memory.adoptBacking(this.#p2m[0] as number, backing);
+    return placed;
+  }
+
   write(gpa: number, bytes: Uint8Array): void {
     this.#check(gpa, bytes.length);
     this.#walk(gpa, bytes.length, (hfn, offset, n, at) => this.#memory.writeFrame(hfn, offset, bytes.subarray(at, at + n)));

@@ -39,7 +39,8 @@ export function resumedEvidence(report: VmReport): Evidence | undefined {
   const note = NoteSchema.safeParse(report.note);
   if (!note.success) return undefined;
   const c = note.data.evidence.claims;
-  const same = c.vmId === report.name && c.kernel === report.kernelDigest && c.sshHostKey === report.sshHostKey && c.nonce === report.launch?.nonce;
+  const m = report.measurements;
+  const same = c.vmId === report.name && c.kernel === report.kernelDigest && c.initrd === m.initrd && c.cmdline === m.cmdline && c.sshHostKey === report.sshHostKey && c.nonce === report.launch?.nonce;
   return same ? note.data.evidence : undefined;
 }
 

@@ -1,6 +1,7 @@
 // What the mini-domain asserts and how it proves it (DESIGN.md §4.2 step 6): claims built
-// from the hypervisor's measurement (kernel digest), the VM's own channel (host key) and
-// dom0's untrusted launch metadata (nonce, hostname, authorized key); a quote of the
+// from the hypervisor's measurements (kernel digest; a bundle's initrd and cmdline), the
+// VM's own channel (host key) and dom0's untrusted launch metadata (nonce, hostname,
+// authorized key); a quote of the
 // platform PCRs whose qualifying data is SHA-256 of the canonical claims; the event log
 // that replays to those PCRs. Any change to a claim changes the qualifying data.
 import { sshFingerprint } from '../../crypto/fingerprints.js';
@@ -25,6 +26,9 @@ export function launchClaims(nodeId: string, report: VmReport, now: Date): Launc
     nonce: launch.nonce,
     hostname: launch.hostname,
     kernel: report.kernelDigest,
+    // A bundle's initramfs and command line, as the hypervisor measured them (LaunchClaims.initrd / .cmdline).
+    ...(report.measurements.initrd === undefined ? {} : { initrd: report.measurements.initrd }),
+    ...(report.measurements.cmdline === undefined ? {} : { cmdline: report.measurements.cmdline }),
     sshHostKey: report.sshHostKey,
     ...(launch.authorizedKey === undefined ? {} : { authorizedKeyFp: authorizedKeyFingerprint(launch.authorizedKey) }),
     time: Math.floor(now.getTime() / 1000),

@@ -6,7 +6,7 @@
 // is discarded up to its newline without being buffered. Towards the guest, a message
 // longer than a line, or one more for a guest that leaves 256 KiB unread, is dropped.
 import type { Duplex } from 'node:stream';
-import type { VmChannelEndpoint, VmChannelMessage } from '../../hypervisor/index.js';
+import type { VmChannelEndpoint, VmChannelMessage } from '../hypervisor/index.js';
 
 export const CHANNEL_MAX_LINE = 16 * 1024;
 /** Bytes queued for a guest that does not read its channel; beyond this, messages are dropped. */

@@ -1,9 +1,10 @@
 // Memory accounting for VMs: each VM declares its memory (the hypervisor's `memoryBytes`,
-// the size of its VmCapability's memory) and is charged at least a floor, what one process
-// VM really costs (node + sshd resident, ~50 MiB measured). A VM that would take the
+// the size of its VmCapability's memory) and is charged at least a floor (a backend's
+// fixed cost: a process VM's node + sshd are ~50 MiB resident), plus any per-VM overhead
+// the backend adds (QEMU's own process). A VM that would take the
 // charged total beyond the capacity is refused with CAPACITY_EXCEEDED before anything runs.
-import { TrustlaunchError } from '../../../protocol/errors.js';
-import type { DomainId } from '../../hypervisor/index.js';
+import { TrustlaunchError } from '../../protocol/errors.js';
+import type { DomainId } from '../hypervisor/index.js';
 
 export interface MemoryLedgerOptions {
   readonly capacityBytes: number;

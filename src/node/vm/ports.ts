@@ -1,12 +1,13 @@
-// SSH ports for process VMs: each VM's sshd listens on its own port on 127.0.0.1. A port
+// SSH ports for VMs: each VM's sshd (process VMs) or QEMU `hostfwd` (QEMU VMs) listens on
+// its own port on 127.0.0.1. A port
 // is handed out only when (1) no VM of this backend has it, (2) no VM under the same
 // runtime root has it (an O_EXCL reservation file, so node processes sharing a root never
 // collide), and (3) nothing listens on it now (a probe bind). The default range lies below
 // Linux's ephemeral range (32768–60999), so the kernel never picks one of these ports for
-// an outgoing connection between the probe and sshd's bind.
+// an outgoing connection between the probe and the bind.
 import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
-import { TrustlaunchError } from '../../../protocol/errors.js';
+import { TrustlaunchError } from '../../protocol/errors.js';
 import type { RuntimeDir, VmDir } from './runtime-dir.js';
 
 export interface PortRange {

@@ -1,7 +1,8 @@
-// What the process backend knows about running processes, read from Linux /proc (proc(5)):
+// What the VM backends know about running processes, read from Linux /proc (proc(5)):
 // start times (field 22 of /proc/PID/stat, so a reused pid is never mistaken for ours),
-// parents (field 4), markers, resident memory. And the one way a process VM ends for
-// certain: `sweep` kills its processes round after round until none is left.
+// parents (field 4), markers, resident memory, listening sockets. And the one way a VM
+// ends for certain: `sweep` kills its processes round after round until none is left.
+// (A QEMU VM is one process: QEMU, carrying the marker and naming its VM directory.)
 //
 // A process belongs to a VM when it is the guest (pid + start time), when its exec-time
 // environment carries the VM's marker (the guest, and every login session: the guest's

@@ -1,8 +1,11 @@
-// Reaping what a dead node process left behind. A guest notices its channel closing and
-// stops by itself; this catches the rest (a guest that was frozen, hung or killed without
-// its sshd, a node killed between spawning and recording): every VM record under the
-// runtime root whose owner (pid + start time) no longer runs is swept by its marker and
-// guest pid, its port reservation released and its directory (with any host key) removed.
+// Reaping what a dead node process left behind, for every backend sharing the runtime
+// root. A process guest notices its channel closing and stops by itself; a QEMU VM gets
+// SIGKILL when its node dies (parent-death signal). This catches the rest (a guest that
+// was frozen, hung or killed without its sshd, a QEMU that outlived its node, a node
+// killed between spawning and recording): every VM record under the runtime root whose
+// owner (pid + start time) no longer runs is swept by its marker, guest pid and
+// directory, its port reservation released and its directory (with any key or measured
+// image copy) removed.
 import { isRunning, sweep } from './proc.js';
 import type { RuntimeDir } from './runtime-dir.js';
 

@@ -1,19 +1,21 @@
-// The process backend's runtime directory: what a restarted node needs to reap the VMs of
-// a node process that died (docs/process-vms.md). Private to the backend (0700, owned by
+// A VM backend's runtime directory (process and QEMU backends alike): what a restarted
+// node needs to reap the VMs of a node process that died (docs/process-vms.md,
+// docs/qemu-vms.md). Private to the backend, i.e. the hypervisor's side (0700, owned by
 // the node's user; anything else is FILE_INSECURE). Several node processes may share one
 // root: each record names its owner (pid + start time), and a reaper only touches records
 // whose owner no longer runs.
 //
 //   <root>/vms/<vm-dir>/record.json   VmRecord, replaced atomically (write + rename)
-//   <root>/vms/<vm-dir>/tmp/          the guest's TMPDIR (its host key lives below it)
+//   <root>/vms/<vm-dir>/tmp/          a process guest's TMPDIR (its host key lives below it)
+//   <root>/vms/<vm-dir>/…             a QEMU VM's measured kernel and initramfs, its channel socket
 //   <root>/ports/<port>               a port reservation (O_EXCL), naming its <vm-dir>
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { TrustlaunchError } from '../../../protocol/errors.js';
-import { IdSchema } from '../../../protocol/messages.js';
+import { TrustlaunchError } from '../../protocol/errors.js';
+import { IdSchema } from '../../protocol/messages.js';
 
 const ProcessRefSchema = z.strictObject({
   pid: z.number().int().positive(),
@@ -25,11 +27,11 @@ export const VmRecordSchema = z.strictObject({
   v: z.literal(1),
   vmId: z.number().int().nonnegative(),
   name: IdSchema,
-  /** The value of TRUSTLAUNCH_VM_MARKER in every process of this VM. */
+  /** The value of TRUSTLAUNCH_VM_MARKER in every process of this VM (QEMU's too). */
   marker: z.string().regex(/^[0-9a-f]{32}$/),
   /** The node process that runs the VM. */
   owner: ProcessRefSchema,
-  /** The guest process, once spawned. */
+  /** The guest process (a QEMU VM: the QEMU process), once spawned. */
   guest: ProcessRefSchema.nullable(),
   sshPort: z.number().int().min(1).max(65535).nullable(),
   createdAt: z.string().max(40),
@@ -53,13 +55,19 @@ export interface StoredVm {
   readonly ageMs: number;
 }
 
-/** Where the backend keeps its state unless told otherwise: /run when we may, else the temp dir. */
-export function defaultRuntimeRoot(): string {
+/** Where trustlaunch keeps per-boot state of this user: /run/trustlaunch as root, else a directory in the temp dir. */
+export function runtimeBase(): string {
   const uid = process.getuid?.() ?? 0;
-  return uid === 0 ? '/run/trustlaunch/process-vms' : join(tmpdir(), `trustlaunch-${uid}`, 'process-vms');
+  return uid === 0 ? '/run/trustlaunch' : join(tmpdir(), `trustlaunch-${uid}`);
 }
 
-function ensurePrivateDir(path: string): void {
+/** Where a backend keeps its state unless told otherwise: /run when we may, else the temp dir. */
+export function defaultRuntimeRoot(kind: 'process' | 'qemu' = 'process'): string {
+  return join(runtimeBase(), `${kind}-vms`);
+}
+
+/** Creates `path` (0700) if needed; FILE_INSECURE unless it is a directory of ours that nobody else may enter. */
+export function ensurePrivateDir(path: string): void {
   mkdirSync(path, { recursive: true, mode: 0o700 });
   const s = lstatSync(path);
   const uid = process.getuid?.();

@@ -59,7 +59,7 @@ void describe('VMs', () => {
     const report = await waiting;
     assert.deepEqual(
       { ...report, reportedAt: '', attestation: { ...report.attestation, updatedAt: '' } },
-      { vmId: info.vmId, name: 'vm-a', kernelDigest: info.kernelDigest, sshHostKey: key, reportedAt: '', launch: null, attestation: { state: 'booting', reason: null, updatedAt: '' }, note: undefined },
+      { vmId: info.vmId, name: 'vm-a', kernelDigest: info.kernelDigest, measurements: { kernel: info.kernelDigest }, sshHostKey: key, reportedAt: '', launch: null, attestation: { state: 'booting', reason: null, updatedAt: '' }, note: undefined },
     );
     guest.send({ v: 1, type: 'host-key', key: sshKey() });
     guest.send({ v: 1, type: 'host-key', key: 'ssh-rsa AAAA' });

@@ -7,9 +7,9 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
-import { PortAllocator } from '../../../src/node/vm/process/ports.js';
-import { reapLeftovers } from '../../../src/node/vm/process/reaper.js';
-import { RuntimeDir, type VmRecord } from '../../../src/node/vm/process/runtime-dir.js';
+import { PortAllocator } from '../../../src/node/vm/ports.js';
+import { reapLeftovers } from '../../../src/node/vm/reaper.js';
+import { RuntimeDir, type VmRecord } from '../../../src/node/vm/runtime-dir.js';
 import { tempDir } from '../../support/system.js';
 
 // Below the default range, so concurrent test files' VMs never meet these.
@@ -74,7 +74,7 @@ void describe('process backend runtime directory', () => {
     try {
       const dir = RuntimeDir.open(join(tmp.path, 'rt'));
       const dead = dir.createVm({ ...record(1), owner: { pid: 2 ** 22 + 1, startTime: '1' } }); // no such pid
-      const { ownStartTime } = await import('../../../src/node/vm/process/proc.js');
+      const { ownStartTime } = await import('../../../src/node/vm/proc.js');
       const live = dir.createVm({ ...record(2), owner: { pid: process.pid, startTime: ownStartTime() } });
       const young = join(tmp.path, 'rt', 'vms', '3-vm-3-aaaaaaaaaaaa');
       const old = join(tmp.path, 'rt', 'vms', '4-vm-4-bbbbbbbbbbbb');

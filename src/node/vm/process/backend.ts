@@ -2,7 +2,7 @@
 // Node.js and OpenSSH. `runner` is the hypervisor's hook; each boot is a pipeline of named
 // steps, and every resource a step took is given back if a later one fails:
 //
-//   setup    dom0's `guest` parsed strictly (GuestSetup)         MALFORMED_REQUEST
+//   setup    one program (no bundle); dom0's `guest` parsed      UNSUPPORTED, MALFORMED_REQUEST
 //   charge   declared memory against the capacity               CAPACITY_EXCEEDED
 //   record   a private VM directory and its record (for reaping)
 //   port     an SSH port on 127.0.0.1 (reserved, probed)         CAPACITY_EXCEEDED
@@ -18,13 +18,13 @@ import { randomBytes } from 'node:crypto';
 import { TrustlaunchError } from '../../../protocol/errors.js';
 import type { DomainExecution, DomainId, VmBoot } from '../../hypervisor/index.js';
 import { configMessage, parseGuestSetup, type VmBackend, type VmCapacity, type VmEndpoint, type VmUsage } from '../backend.js';
-import type { ChannelStats } from './channel-bridge.js';
-import { MemoryLedger } from './memory-ledger.js';
-import { ownStartTime, killNow, residentBytes, vmProcesses } from './proc.js';
-import { PortAllocator, type PortRange } from './ports.js';
+import type { ChannelStats } from '../channel-bridge.js';
+import { MemoryLedger } from '../memory-ledger.js';
+import { ownStartTime, killNow, residentBytes, vmProcesses } from '../proc.js';
+import { PortAllocator, type PortRange } from '../ports.js';
 import { ProcessVm, type GuestEvent, type Timeline } from './process-vm.js';
-import { reapLeftovers, type ReapedVm } from './reaper.js';
-import { RuntimeDir, type VmDir, type VmRecord } from './runtime-dir.js';
+import { reapLeftovers, type ReapedVm } from '../reaper.js';
+import { RuntimeDir, type VmDir, type VmRecord } from '../runtime-dir.js';
 
 export interface ProcessVmBackendOptions {
   /** Runtime directory (default: /run/trustlaunch/process-vms as root, else under the temp dir). */
@@ -173,6 +173,9 @@ export class ProcessVmBackend implements VmBackend {
     if (this.#closed) throw new TrustlaunchError('UNAVAILABLE', 'the process VM backend is closed');
     const vmId = boot.capability.vmId;
     if (this.#vms.has(vmId)) throw new TrustlaunchError('CONFLICT', `VM ${vmId} already runs`);
+    if (boot.initrd !== undefined || boot.cmdline !== undefined) {
+      throw new TrustlaunchError('UNSUPPORTED', 'the process backend runs one guest program; a kernel bundle (initrd, cmdline) needs the qemu backend');
+    }
     const setup = parseGuestSetup(boot.guest);
     const declaredBytes = boot.capability.memory.size;
     const chargedBytes = this.#ledger.charge(vmId, declaredBytes);

@@ -8,10 +8,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { TrustlaunchError } from '../../../protocol/errors.js';
 import type { VmBoot, VmChannelMessage } from '../../hypervisor/index.js';
-import { bridgeChannel, type ChannelBridge, type ChannelStats } from './channel-bridge.js';
-import { ConsoleLog } from './console-log.js';
-import { MARKER_VARIABLE, procStat, sweep, type SweepResult, type VmIdentity } from './proc.js';
-import type { ProcessRef } from './runtime-dir.js';
+import { bridgeChannel, type ChannelBridge, type ChannelStats } from '../channel-bridge.js';
+import { ConsoleLog } from '../console-log.js';
+import { MARKER_VARIABLE, procStat, sweep, type SweepResult, type VmIdentity } from '../proc.js';
+import type { ProcessRef } from '../runtime-dir.js';
 
 /** Guest messages whose arrival the backend notes (times only; never their content). */
 export type GuestEvent = 'host-key' | 'ready' | 'certificate-installed';

@@ -8,7 +8,8 @@
 //      earlier in this group — is NONCE_REUSED (a refusal from a step before `nonce` keeps
 //      its code); its freshly signed receipt is dropped and never seen;
 //   3. records every decision in the append-only decisions table.
-// Plain data in and out: it runs on the main thread or in the SQLite commit thread.
+// Plain data in and out: it runs on the main thread through Kysely, or in the SQLite
+// commit thread on its own connection (store/sqlite-commit.ts).
 import type { Kysely } from 'kysely';
 import type { ErrorCode } from '../../protocol/errors.js';
 import type { LaunchClaims } from '../../protocol/messages.js';
@@ -19,6 +20,7 @@ import { inactiveNodes, revokedEntries } from '../store/policy.js';
 import { decisionId, insertDecisions, type DecisionRow } from '../store/decisions.js';
 import { insertReceipts, type ReceiptRow } from '../store/receipts.js';
 import type { CaSchema } from '../store/schema.js';
+import type { GroupStatements, SqliteCommitConnection } from '../store/sqlite-commit.js';
 import type { Judgement } from './judge.js';
 import { STEPS_AFTER_NONCE } from './pipeline.js';
 
@@ -45,32 +47,46 @@ interface Item {
 }
 
 export async function commitGroup(db: Kysely<CaSchema>, issuer: Issuer, judgements: readonly Judgement[]): Promise<GroupResult> {
-  return transaction(db, async (trx) => {
-    const items = await recheck(trx, issuer, judgements);
-    // The nonce step. The first judgement of a nonce in this group is its candidate.
-    const candidates: ReceiptRow[] = [];
-    const seen = new Set<string>();
-    for (const { judgement: j, issued } of items) {
-      if (issued === undefined || j.claims === undefined || seen.has(j.claims.nonce)) continue;
-      seen.add(j.claims.nonce);
-      candidates.push(receiptRow(j.claims, issued));
-    }
-    const stored = candidates.length === 0 ? new Set<string>() : await insertReceipts(trx, candidates);
-    const storedJtis = new Set(candidates.filter((c) => stored.has(c.nonce)).map((c) => c.jti));
-    const decisions = items.map((it) => decide(it, it.issued !== undefined && storedJtis.has(it.issued.jti)));
-    await insertDecisions(
-      trx,
-      decisions.map((d, i) => decisionRow((items[i] as Item).judgement, d)),
-    );
-    return { decisions, stored: [...stored] };
-  });
+  return transaction(db, (trx) => runGroup(kyselyStatements(trx), issuer, judgements));
+}
+
+/** The same group commit on the SQLite commit thread's connection (statements prepared once). */
+export async function commitGroupSqlite(connection: SqliteCommitConnection, issuer: Issuer, judgements: readonly Judgement[]): Promise<GroupResult> {
+  return connection.transaction(() => runGroup(connection, issuer, judgements));
+}
+
+function kyselyStatements(trx: Kysely<CaSchema>): GroupStatements {
+  return {
+    inactiveNodes: (ids) => inactiveNodes(trx, ids),
+    revokedEntries: (names) => revokedEntries(trx, names),
+    insertReceipts: (rows) => insertReceipts(trx, rows),
+    insertDecisions: (rows) => insertDecisions(trx, rows),
+  };
+}
+
+/** Steps 1–3, inside the caller's transaction. */
+async function runGroup(db: GroupStatements, issuer: Issuer, judgements: readonly Judgement[]): Promise<GroupResult> {
+  const items = await recheck(db, issuer, judgements);
+  // The nonce step. The first judgement of a nonce in this group is its candidate.
+  const candidates: ReceiptRow[] = [];
+  const seen = new Set<string>();
+  for (const { judgement: j, issued } of items) {
+    if (issued === undefined || j.claims === undefined || seen.has(j.claims.nonce)) continue;
+    seen.add(j.claims.nonce);
+    candidates.push(receiptRow(j.claims, issued));
+  }
+  const stored = candidates.length === 0 ? new Set<string>() : await db.insertReceipts(candidates);
+  const storedJtis = new Set(candidates.filter((c) => stored.has(c.nonce)).map((c) => c.jti));
+  const decisions = items.map((it) => decide(it, it.issued !== undefined && storedJtis.has(it.issued.jti)));
+  await db.insertDecisions(decisions.map((d, i) => decisionRow((items[i] as Item).judgement, d)));
+  return { decisions, stored: [...stored] };
 }
 
 /** Step 1: revocations that overtook the snapshot turn affirming judgements contraindicated. */
-async function recheck(trx: Kysely<CaSchema>, issuer: Issuer, judgements: readonly Judgement[]): Promise<Item[]> {
+async function recheck(db: GroupStatements, issuer: Issuer, judgements: readonly Judgement[]): Promise<Item[]> {
   const affirming = judgements.flatMap((j) => (j.issued?.status === 'affirming' && j.claims !== undefined ? [{ claims: j.claims, allowlist: j.allowlist }] : []));
-  const revokedNodes = affirming.length === 0 ? new Set<string>() : await inactiveNodes(trx, affirming.map((a) => a.claims.nodeId));
-  const revokedNames = affirming.length === 0 ? new Set<string>() : await revokedEntries(trx, affirming.flatMap((a) => (a.allowlist === undefined ? [] : [a.allowlist])));
+  const revokedNodes = affirming.length === 0 ? new Set<string>() : await db.inactiveNodes(affirming.map((a) => a.claims.nodeId));
+  const revokedNames = affirming.length === 0 ? new Set<string>() : await db.revokedEntries(affirming.flatMap((a) => (a.allowlist === undefined ? [] : [a.allowlist])));
   return judgements.map((judgement) => {
     const claims = judgement.claims;
     if (judgement.issued?.status !== 'affirming' || claims === undefined) return { judgement, issued: judgement.issued, refusal: judgement.refusal };

@@ -88,7 +88,7 @@ async function unattested(manager: ManagerApi, publicKey: string, deadline: numb
       if (key !== undefined) return { vm, hostKey: key, ms: performance.now() - t0 };
     }
     if (Date.now() > deadline) throw new Error(`unattested VM ${vm.vmId} not up (state ${vm.state})`);
-    await sleep(10);
+    await sleep(20);
   }
 }
 

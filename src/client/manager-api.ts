@@ -18,6 +18,7 @@ export interface ManagerConnection {
 
 const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 const TIMEOUT_MS = 30_000;
+const MAX_CONNECTIONS = 8;
 
 const short = (max: number) => z.string().max(max);
 
@@ -58,7 +59,9 @@ export class ManagerApi {
     if (origin.protocol !== 'https:') throw new TrustlaunchError('MALFORMED_REQUEST', 'the manager URL must be https://');
     this.url = origin.origin;
     this.#token = conn.token;
-    this.#agent = new Agent({ connect: conn.ca === undefined ? {} : { ca: [conn.ca], rejectUnauthorized: true }, keepAliveTimeout: 10_000 });
+    // A few kept-alive connections, reused: many launches at once queue their requests
+    // instead of opening (and TLS-handshaking) one connection each.
+    this.#agent = new Agent({ connect: conn.ca === undefined ? {} : { ca: [conn.ca], rejectUnauthorized: true }, keepAliveTimeout: 10_000, connections: MAX_CONNECTIONS });
   }
 
   async #call(method: Dispatcher.HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {

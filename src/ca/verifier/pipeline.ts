@@ -24,6 +24,7 @@ import { matchAllowlist, type AllowlistEntry } from '../policy/allowlist.js';
 import { matchPlatform } from '../policy/platform.js';
 import type { NodeFacts, PolicySnapshot } from '../policy/snapshot.js';
 import type { HostKey, Refusal } from '../issuer/issuer.js';
+import { readEvidence } from './evidence-reader.js';
 
 export const EVIDENCE_STEPS = ['schema', 'node', 'quoteSignature', 'tpmGenerated', 'qualifyingData', 'pcrs', 'eventLog', 'platform', 'kernel', 'nonce', 'time'] as const;
 export type EvidenceStep = (typeof EVIDENCE_STEPS)[number];
@@ -81,18 +82,21 @@ function parseEvidence(body: string): Parsed {
   } catch {
     return fail('schema', 'MALFORMED_REQUEST', 'the body is not JSON');
   }
-  const parsed = EvidenceSchema.safeParse(json);
-  if (!parsed.success) {
-    // The claims alone may still parse: then the refusal can be receipted for their nonce.
-    const claims = LaunchClaimsSchema.safeParse(typeof json === 'object' && json !== null ? (json as { claims?: unknown }).claims : undefined);
-    return fail('schema', 'MALFORMED_REQUEST', describeIssues(parsed.error), claims.success ? claims.data : undefined);
-  }
-  const evidence = parsed.data;
+  const evidence = readEvidence(json) ?? schemaEvidence(json);
   try {
     return { evidence, hostKey: parseHostKey(evidence.claims.sshHostKey) };
   } catch (e) {
     return fail('schema', 'MALFORMED_KEY', `claims.sshHostKey: ${(e as Error).message}`, evidence.claims);
   }
+}
+
+/** EvidenceSchema's verdict (the fast reader declined): the evidence, or the refusal with its issues. */
+function schemaEvidence(json: unknown): Evidence {
+  const parsed = EvidenceSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  // The claims alone may still parse: then the refusal can be receipted for their nonce.
+  const claims = LaunchClaimsSchema.safeParse(typeof json === 'object' && json !== null ? (json as { claims?: unknown }).claims : undefined);
+  return fail('schema', 'MALFORMED_REQUEST', describeIssues(parsed.error), claims.success ? claims.data : undefined);
 }
 
 /**

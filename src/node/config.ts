@@ -9,7 +9,8 @@
 //   DIR/ca-bootstrap.pem      optional: the CA certificate trusted for the FIRST registration only
 //   DIR/device/               the auth device's own storage (stands for the hardware: see docs/node.md)
 //   DIR/images/               VM images by digest (sha256/<hex>), uploads in progress (tmp/)
-//   DIR/runtime/              process VMs' runtime directories
+//   DIR/runtime/              the VM backend's runtime directory (records, port reservations,
+//                             per VM: a process guest's TMPDIR or a QEMU VM's measured copies)
 //   DIR/endpoint              the URL dom0 listens on (written by `node serve`)
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -58,6 +59,9 @@ export function nodePaths(dir: string): NodePaths {
 export const DEVICE_KINDS = ['sim', 'pci-nvstore', 'swtpm', 'tpm'] as const;
 export type NodeDeviceKind = (typeof DEVICE_KINDS)[number];
 
+export const VM_BACKENDS = ['process', 'qemu'] as const;
+export type VmBackendKind = (typeof VM_BACKENDS)[number];
+
 const MiB = z.number().int().min(64).max(16 * 1024 * 1024);
 
 export const NodeConfigSchema = z.strictObject({
@@ -81,11 +85,22 @@ export const NodeConfigSchema = z.strictObject({
     tokenHash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   }),
   vm: z.strictObject({
-    backend: z.literal('process'),
-    /** Largest VM image accepted (PUT /v1/images, inline images). */
+    /** `process` (guest programs, the default) or `qemu` (Linux guests: kernel + initramfs + command line bundles). */
+    backend: z.enum(VM_BACKENDS),
+    /** Largest VM image accepted (PUT /v1/images, inline images; each part of a bundle). */
     maxImageMiB: z.number().int().min(1).max(512),
-    /** SSH ports for process VMs (defaults: the backend's). */
+    /** Loopback SSH ports for VMs (defaults: the backend's). */
     ports: z.strictObject({ from: z.number().int().min(1024).max(65535), to: z.number().int().min(1024).max(65535) }).optional(),
+    /** QEMU backend settings (defaults: docs/qemu-vms.md). */
+    qemu: z
+      .strictObject({
+        /** `auto`: KVM when the guest kernel really boots under it, else TCG. */
+        accelerator: z.enum(['auto', 'kvm', 'tcg']).optional(),
+        /** Charged per VM on top of its memory, for QEMU itself. */
+        overheadMiB: z.number().int().min(0).max(4096).optional(),
+        vcpus: z.number().int().min(1).max(64).optional(),
+      })
+      .optional(),
   }),
   /** `off` is a benchmark/development switch: VMs are never attested (the manager sees them refused with UNSUPPORTED). */
   attestation: z.enum(['on', 'off']),

@@ -16,7 +16,7 @@ import { sha256Digest } from '../protocol/digest.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { FIRMWARE, hypervisorMeasurement, type NodeMeasurements } from './boot-chain.js';
 import { manufactureDevice } from './auth-device.js';
-import { parseNodeConfig, nodePaths, type NodeConfig, type NodeDeviceKind, type NodePaths } from './config.js';
+import { parseNodeConfig, nodePaths, type NodeConfig, type NodeDeviceKind, type NodePaths, type VmBackendKind } from './config.js';
 import { bootConfigBytes, parseBootConfig, type BootConfig } from './hypervisor/index.js';
 import { installedImage } from './minidomain/image.js';
 
@@ -32,6 +32,8 @@ export interface InitNodeOptions {
   readonly caCertificateFile?: string;
   readonly listen?: { readonly host: string; readonly port: number };
   readonly attestation?: 'on' | 'off';
+  /** `process` (default) or `qemu`. */
+  readonly vmBackend?: VmBackendKind;
   readonly force?: boolean;
 }
 
@@ -97,7 +99,7 @@ export async function initNode(o: InitNodeOptions): Promise<InitializedNode> {
     maxVms: o.maxVms ?? 64,
     ca: { url: o.caUrl ?? 'https://127.0.0.1:8443' },
     dom0: { listen, tokenHash: hashToken(token) },
-    vm: { backend: 'process', maxImageMiB: 512 },
+    vm: { backend: o.vmBackend ?? 'process', maxImageMiB: 512 },
     attestation: o.attestation ?? 'on',
   });
   await writeSecretFile(paths.config, `${JSON.stringify(config, null, 2)}\n`);

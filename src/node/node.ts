@@ -2,7 +2,8 @@
 // assembled here and nowhere else:
 //   1. the hypervisor boots (measured boot; the launch policy frozen from the boot
 //      configuration; it opens the auth device itself and keeps the only reference);
-//   2. the process VM backend's runner goes to the hypervisor, its node-facing side to dom0;
+//   2. the VM backend's (process or QEMU) runner goes to the hypervisor, its node-facing
+//      side to dom0;
 //   3. dom0 reads the mini-domain image from disk and hands it to the launch gate; the
 //      gate's entry hook starts the attestation agent (registration on first boot);
 //   4. dom0's HTTPS API serves the manager.
@@ -15,7 +16,7 @@ import { createHttpServer, listen, type HttpServer } from '../http/server.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { FIRMWARE, hypervisorMeasurement, type NodeMeasurements } from './boot-chain.js';
 import { deviceBootOptions } from './auth-device.js';
-import { nodePaths, readNodeConfig, type NodeConfig, type NodePaths } from './config.js';
+import { nodePaths, readNodeConfig, type NodeConfig, type NodePaths, type VmBackendKind } from './config.js';
 import { Dom0, registerDom0Routes } from './dom0/index.js';
 import { ImageStore } from './dom0/images.js';
 import { bootHypervisor, type HypervisorLimits, type HypervisorNode } from './hypervisor/index.js';
@@ -24,6 +25,7 @@ import { joinManager } from './join.js';
 import type { AgentLogEvent, AgentSettings } from './minidomain/agent.js';
 import { miniDomainEntry } from './minidomain/entry.js';
 import { ProcessVmBackend, type ProcessVmBackendOptions } from './vm/process/index.js';
+import { QemuVmBackend, type QemuVmBackendOptions } from './vm/qemu/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -42,6 +44,9 @@ export interface StartNodeOptions {
   readonly agent?: Partial<Omit<AgentSettings, 'caUrl' | 'enrollToken' | 'bootstrapCaCertificate' | 'log'>>;
   readonly limits?: Partial<HypervisorLimits>;
   readonly processVms?: Omit<ProcessVmBackendOptions, 'runtimeRoot' | 'capacityBytes' | 'ports'>;
+  /** Overrides the config's VM backend (`node serve --vm-backend`). */
+  readonly vmBackend?: VmBackendKind;
+  readonly qemuVms?: Omit<QemuVmBackendOptions, 'runtimeRoot' | 'capacityBytes' | 'ports'>;
   /** Join a manager once dom0 listens. */
   readonly join?: { readonly managerUrl: string; readonly managerCa: Certificate; readonly joinToken: string; readonly endpoint?: string };
 }
@@ -52,7 +57,7 @@ export interface RunningNode {
   readonly url: string;
   readonly hypervisor: HypervisorNode;
   readonly dom0: Dom0;
-  readonly backend: ProcessVmBackend;
+  readonly backend: ProcessVmBackend | QemuVmBackend;
   readonly measurements: NodeMeasurements;
   stop(): Promise<void>;
 }
@@ -64,12 +69,7 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
   const bootConfig: unknown = JSON.parse(await readFile(paths.bootConfig, 'utf8'));
   const measurements = await measureNode(paths);
 
-  const backend = await ProcessVmBackend.open({
-    ...o.processVms,
-    runtimeRoot: paths.runtime,
-    capacityBytes: config.memoryMiB * MiB,
-    ...(config.vm.ports === undefined ? {} : { ports: config.vm.ports }),
-  });
+  const backend = await openBackend(o.vmBackend ?? config.vm.backend, config, paths, o);
   const images = new ImageStore(paths.images, config.vm.maxImageMiB * MiB);
   await images.init();
 
@@ -101,7 +101,7 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
     throw e;
   }
   const status = hypervisor.status();
-  log({ part: 'node', event: 'booted', nodeId: hypervisor.nodeId, device: status.authDevice.kind, measurements });
+  log({ part: 'node', event: 'booted', nodeId: hypervisor.nodeId, device: status.authDevice.kind, vmBackend: backend.kind, measurements });
   const d0 = new Dom0({
     nodeId: hypervisor.nodeId,
     capability: hypervisor.dom0,
@@ -150,6 +150,24 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
     await stop().catch(() => undefined);
     throw e instanceof Error ? e : new TrustlaunchError('INTERNAL', String(e));
   }
+}
+
+/** The VM backend in the node's runtime directory (it reaps what a dead node process left there first, whichever backend made it). */
+function openBackend(kind: VmBackendKind, config: NodeConfig, paths: NodePaths, o: StartNodeOptions): Promise<ProcessVmBackend | QemuVmBackend> {
+  const common = {
+    runtimeRoot: paths.runtime,
+    capacityBytes: config.memoryMiB * MiB,
+    ...(config.vm.ports === undefined ? {} : { ports: config.vm.ports }),
+  };
+  if (kind === 'process') return ProcessVmBackend.open({ ...o.processVms, ...common });
+  const q = config.vm.qemu;
+  return QemuVmBackend.open({
+    ...(q?.accelerator === undefined ? {} : { accelerator: q.accelerator }),
+    ...(q?.overheadMiB === undefined ? {} : { overheadBytes: q.overheadMiB * MiB }),
+    ...(q?.vcpus === undefined ? {} : { vcpus: q.vcpus }),
+    ...o.qemuVms,
+    ...common,
+  });
 }
 
 /** The CA certificate a PEM file holds (for --manager-ca and friends). */

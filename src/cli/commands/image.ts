@@ -1,15 +1,17 @@
 // `trustlaunch image push | ls | rm`: content-addressed images on the manager. Uploads are
 // streamed from disk (hashed first, then sent), never read whole into memory, and skipped
-// for blobs the manager already holds.
+// for blobs the manager already holds. `image build-guest` builds the QEMU guest bundle
+// (scripts/build-guest.sh, docs/guest-image.md) that `image push --bundle` uploads.
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { JsonClient } from '../../http/client.js';
 import { canonicalize } from '../../protocol/canonical-json.js';
 import { sha256File, type Digest } from '../../protocol/digest.js';
 import { isTrustlaunchError, TrustlaunchError } from '../../protocol/errors.js';
-import { parseManifest, type BundleManifest } from '../../manager/images/bundle.js';
+import type { BundleManifest } from '../../manager/images/bundle.js';
+import { buildGuest, readManifestFile } from '../../node/vm/qemu/guest-image.js';
 import type { ImageView } from '../../manager/http/views.js';
 import { withConnectionOptions, withManager, type ConnectionFlags } from '../context.js';
 import { action, printResult, type OutputOptions } from '../output.js';
@@ -53,7 +55,7 @@ async function bundleFiles(opts: PushFlags): Promise<{ files: { kernel: string; 
     const files = { kernel: join(dir, 'vmlinuz'), ...(initrd === undefined ? {} : { initrd }), ...(cmdline === undefined ? {} : { cmdline }) };
     let expected: BundleManifest | undefined;
     try {
-      expected = parseManifest(await readFile(join(dir, 'manifest.json')));
+      expected = readManifestFile(join(dir, 'manifest.json')).manifest;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
@@ -134,6 +136,27 @@ export function registerImageCommands(program: Command): void {
         const out = await push(file, opts);
         printResult(opts, out, () => [
           `image ${out.image.name} → ${out.image.digest} (${out.image.kind}, ${out.image.size} bytes; ${out.uploaded.length} blob(s) uploaded)`,
+        ]);
+      }),
+    );
+
+  image
+    .command('build-guest')
+    .description('build the QEMU guest (Debian cloud kernel, initramfs with OpenSSH) from Debian packages: vmlinuz, initrd.img, cmdline, manifest.json')
+    .option('--out <dir>', 'where to put it (default guest/build/qemu in the checkout)')
+    .option('--force', 'rebuild even when it is up to date')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (opts: { out?: string; force?: boolean } & OutputOptions) => {
+        const quiet = opts.json === true;
+        const g = await buildGuest({ ...(opts.out === undefined ? {} : { out: opts.out }), ...(opts.force === true ? { force: true } : {}), progress: (line) => quiet || process.stderr.write(`${line}\n`) });
+        printResult(opts, { dir: g.dir, digest: g.digest, manifest: g.manifest, cmdline: g.cmdline }, () => [
+          `guest in ${g.dir} (image digest ${g.digest})`,
+          `  kernel   ${g.manifest.kernel}`,
+          `  initrd   ${g.manifest.initrd}`,
+          `  cmdline  ${g.manifest.cmdline}  (${JSON.stringify(g.cmdline)})`,
+          `push it:   trustlaunch image push --bundle ${g.dir} --name NAME`,
+          `allow it:  trustlaunch ca allowlist add --manifest ${g.dir}/manifest.json --name NAME`,
         ]);
       }),
     );

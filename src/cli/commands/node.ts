@@ -9,9 +9,10 @@ import { readSecretFile } from '../../crypto/files.js';
 import { parseCertificate } from '../../crypto/x509.js';
 import { JsonClient } from '../../http/client.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
-import { DEVICE_KINDS, nodePaths, type NodeDeviceKind } from '../../node/config.js';
+import { DEVICE_KINDS, VM_BACKENDS, nodePaths, type NodeDeviceKind, type VmBackendKind } from '../../node/config.js';
 import { initNode, measureNode } from '../../node/init.js';
 import { startNode, type NodeLog } from '../../node/node.js';
+import type { NodeView } from '../../node/dom0/api.js';
 import { action, printResult, type OutputOptions } from '../output.js';
 
 function parseListen(text: string): { host: string; port: number } {
@@ -33,6 +34,11 @@ function parsePositiveInt(text: string): number {
   return n;
 }
 
+function parseVmBackend(text: string): VmBackendKind {
+  if (!(VM_BACKENDS as readonly string[]).includes(text)) throw new InvalidArgumentError(VM_BACKENDS.join(' or '));
+  return text as VmBackendKind;
+}
+
 function parseOnOff(text: string): 'on' | 'off' {
   if (text !== 'on' && text !== 'off') throw new InvalidArgumentError('on or off');
   return text;
@@ -43,6 +49,13 @@ async function secret(file: string | undefined, env: string): Promise<string | u
   if (file !== undefined) return (await readSecretFile(file)).toString('utf8').trim();
   const v = process.env[env];
   return v === undefined || v === '' ? undefined : v.trim();
+}
+
+/** `qemu VMs, accelerator tcg (auto: …why…)` */
+function vmBackendLine(vm: NodeView['vm']): string {
+  const a = vm.accelerator;
+  if (a === undefined) return `${vm.backend} VMs`;
+  return `${vm.backend} VMs, accelerator ${a.accel ?? `${a.setting} (chosen at the first boot)`}${a.accel === null ? '' : ` (${a.setting}: ${a.reason ?? ''})`}`;
 }
 
 export function registerNodeCommands(program: Command): void {
@@ -60,10 +73,11 @@ export function registerNodeCommands(program: Command): void {
     .option('--ca-cert <file>', "the CA's certificate (PEM), trusted for the first registration only")
     .option('--listen <host:port>', "dom0's HTTPS address (default 127.0.0.1:9443)", parseListen)
     .option('--attestation <on|off>', 'off only for benchmarks and development: VMs are never attested', parseOnOff)
+    .option('--vm-backend <kind>', 'process (guest programs, default) or qemu (Linux guests under QEMU: KVM or TCG)', parseVmBackend)
     .option('--force', 'replace an existing node directory and remanufacture its device')
     .option('--json', 'print JSON')
     .action(
-      action(async (opts: { dir: string; nodeId?: string; device?: { kind: NodeDeviceKind; path?: string }; memory?: number; maxVms?: number; ca?: string; caCert?: string; listen?: { host: string; port: number }; attestation?: 'on' | 'off'; force?: boolean; json?: boolean }) => {
+      action(async (opts: { dir: string; nodeId?: string; device?: { kind: NodeDeviceKind; path?: string }; memory?: number; maxVms?: number; ca?: string; caCert?: string; listen?: { host: string; port: number }; attestation?: 'on' | 'off'; vmBackend?: VmBackendKind; force?: boolean; json?: boolean }) => {
         const r = await initNode({
           dir: opts.dir,
           ...(opts.nodeId === undefined ? {} : { nodeId: opts.nodeId }),
@@ -75,6 +89,7 @@ export function registerNodeCommands(program: Command): void {
           ...(opts.caCert === undefined ? {} : { caCertificateFile: opts.caCert }),
           ...(opts.listen === undefined ? {} : { listen: opts.listen }),
           ...(opts.attestation === undefined ? {} : { attestation: opts.attestation }),
+          ...(opts.vmBackend === undefined ? {} : { vmBackend: opts.vmBackend }),
           ...(opts.force === true ? { force: true } : {}),
         });
         const m = r.measurements;
@@ -84,6 +99,7 @@ export function registerNodeCommands(program: Command): void {
             dir: opts.dir,
             nodeId: r.config.nodeId,
             device: r.config.device.kind,
+            vmBackend: r.config.vm.backend,
             measurements: m,
             measurementsFile: r.paths.measurements,
             endorsementRoots: r.endorsementRoots,
@@ -92,7 +108,7 @@ export function registerNodeCommands(program: Command): void {
             miniDomainImage: r.paths.miniDomainImage,
           },
           () => [
-            `node ${r.config.nodeId} initialised in ${opts.dir} (device ${r.config.device.kind})`,
+            `node ${r.config.nodeId} initialised in ${opts.dir} (device ${r.config.device.kind}, ${r.config.vm.backend} VMs)`,
             'boot measurements (the CA\'s platform reference values):',
             `  firmware    ${m.firmware}`,
             `  hypervisor  ${m.hypervisor}`,
@@ -118,10 +134,11 @@ export function registerNodeCommands(program: Command): void {
     .option('--manager-ca <file>', "PEM of the CA the manager's TLS certificate chains to")
     .option('--join-token-file <file>', 'the manager join token (mode 0600; env TRUSTLAUNCH_JOIN_TOKEN)')
     .option('--endpoint <url>', "dom0's URL as the manager should reach it (default: the bound address)")
+    .option('--vm-backend <kind>', "override the config's VM backend: process or qemu", parseVmBackend)
     .option('--log-level <level>', 'info (JSON lines on stderr) or silent', 'info')
     .option('--json', 'print the start-up line as JSON')
     .action(
-      action(async (opts: { dir?: string; config?: string; listen?: { host: string; port: number }; enrollTokenFile?: string; manager?: string; managerCa?: string; joinTokenFile?: string; endpoint?: string; logLevel: string; json?: boolean }) => {
+      action(async (opts: { dir?: string; config?: string; listen?: { host: string; port: number }; enrollTokenFile?: string; manager?: string; managerCa?: string; joinTokenFile?: string; endpoint?: string; vmBackend?: VmBackendKind; logLevel: string; json?: boolean }) => {
         const dir = opts.dir ?? (opts.config === undefined ? undefined : dirname(opts.config));
         if (dir === undefined) throw new TrustlaunchError('MALFORMED_REQUEST', 'give --dir or --config');
         const enrollToken = await secret(opts.enrollTokenFile, 'TRUSTLAUNCH_ENROLL_TOKEN');
@@ -138,11 +155,12 @@ export function registerNodeCommands(program: Command): void {
           ...(enrollToken === undefined ? {} : { enrollToken }),
           ...(opts.listen === undefined ? {} : { listen: opts.listen }),
           ...(join === undefined ? {} : { join }),
+          ...(opts.vmBackend === undefined ? {} : { vmBackend: opts.vmBackend }),
           log,
         });
         const status = running.hypervisor.status();
-        printResult(opts, { nodeId: running.hypervisor.nodeId, url: running.url, device: status.authDevice.kind, miniDomain: status.miniDomain, measurements: running.measurements }, () => [
-          `node ${running.hypervisor.nodeId} serving dom0 on ${running.url} (device ${status.authDevice.kind} at ${status.authDevice.bdf}; mini-domain ${status.miniDomain.state})`,
+        printResult(opts, { nodeId: running.hypervisor.nodeId, url: running.url, device: status.authDevice.kind, vmBackend: running.backend.kind, miniDomain: status.miniDomain, measurements: running.measurements }, () => [
+          `node ${running.hypervisor.nodeId} serving dom0 on ${running.url} (device ${status.authDevice.kind} at ${status.authDevice.bdf}; mini-domain ${status.miniDomain.state}; ${running.backend.kind} VMs)`,
         ]);
         await new Promise<void>((resolve) => {
           const stop = (): void => {
@@ -168,11 +186,11 @@ export function registerNodeCommands(program: Command): void {
         const url = (await readFile(paths.endpoint, 'utf8')).trim();
         const client = new JsonClient({ baseUrl: url, ca: await readFile(paths.tlsCa, 'utf8'), token: (await readSecretFile(paths.dom0Token)).toString('utf8').trim(), timeoutMs: 5000, unreachableCode: 'NODE_UNREACHABLE' });
         try {
-          const n = await client.call<{ id: string; health: string; vmCount: number; capacity: { memoryMiB: { total: number; used: number } }; device: { kind: string; bdf: string }; miniDomain: { state: string; launches: number } }>('GET', '/v1/node');
+          const n = await client.call<NodeView>('GET', '/v1/node');
           const v = await client.call<{ vms: Array<{ vmId: string; state: string; attestation: { state: string; code?: string }; ssh?: { host: string; port: number } }> }>('GET', '/v1/vms');
           printResult(opts, { node: n, vms: v.vms }, () => [
             `node ${n.id}: ${n.health}; mini-domain ${n.miniDomain.state} (launches ${n.miniDomain.launches}); device ${n.device.kind} at ${n.device.bdf}`,
-            `memory ${n.capacity.memoryMiB.used}/${n.capacity.memoryMiB.total} MiB, ${n.vmCount} VM(s)`,
+            `memory ${n.capacity.memoryMiB.used}/${n.capacity.memoryMiB.total} MiB, ${n.vmCount} VM(s); ${vmBackendLine(n.vm)}`,
             ...v.vms.map((vm) => `  ${vm.vmId} ${vm.state} attestation ${vm.attestation.state}${vm.attestation.code === undefined ? '' : ` (${vm.attestation.code})`}${vm.ssh === undefined ? '' : ` ssh ${vm.ssh.host}:${vm.ssh.port}`}`),
           ]);
         } finally {

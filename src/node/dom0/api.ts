@@ -24,7 +24,14 @@ export const NodeViewSchema = z.strictObject({
   device: z.strictObject({ kind: z.string(), bdf: z.string() }),
   miniDomain: z.strictObject({ state: z.string(), launches: z.number().int(), digest: DigestSchema }),
   attestation: z.enum(['on', 'off']),
+  /** The VM backend; for QEMU the accelerator (chosen at the first boot: null until then). */
+  vm: z.strictObject({
+    backend: z.enum(['process', 'qemu']),
+    accelerator: z.strictObject({ setting: z.enum(['auto', 'kvm', 'tcg']), accel: z.enum(['kvm', 'tcg']).nullable(), reason: z.string().nullable() }).optional(),
+  }),
 });
+
+export type NodeView = z.infer<typeof NodeViewSchema>;
 
 function isReadable(body: unknown): body is Readable {
   return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function';

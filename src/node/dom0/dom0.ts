@@ -3,6 +3,7 @@
 // VM backend's node-facing side; it never holds the device, a VM channel or a host key.
 import type { Digest } from '../../protocol/digest.js';
 import type { Dom0Capability, MiniDomainExit } from '../hypervisor/index.js';
+import type { NodeView } from './api.js';
 import type { ImageStore } from './images.js';
 import { MiniDomainLoader, type LoaderLog } from './minidomain-loader.js';
 import { Dom0Vms, type Dom0VmBackend } from './vms.js';
@@ -27,9 +28,11 @@ export class Dom0 {
   readonly vms: Dom0Vms;
   readonly loader: MiniDomainLoader;
   readonly #o: Dom0Options;
+  readonly #backend: Dom0VmBackend;
 
   constructor(o: Dom0Options) {
     this.#o = o;
+    this.#backend = o.backend;
     this.capability = o.capability;
     this.images = o.images;
     this.vms = new Dom0Vms(o.capability, o.images, o.backend, o.limits);
@@ -41,17 +44,10 @@ export class Dom0 {
     this.loader.onExit(exit);
   }
 
-  nodeView(): {
-    id: string;
-    capacity: { memoryMiB: { total: number; used: number }; maxVms: number };
-    vmCount: number;
-    health: 'ok' | 'degraded';
-    device: { kind: string; bdf: string };
-    miniDomain: { state: string; launches: number; digest: Digest };
-    attestation: 'on' | 'off';
-  } {
+  nodeView(): NodeView {
     const usage = this.vms.usage();
     const mini = this.capability.miniDomain();
+    const accel = this.#backend.accelerator?.();
     return {
       id: this.#o.nodeId,
       capacity: { memoryMiB: { total: this.#o.limits.memoryMiB, used: usage.memoryMiB }, maxVms: this.#o.limits.maxVms },
@@ -60,6 +56,10 @@ export class Dom0 {
       device: { ...this.#o.device },
       miniDomain: { state: mini.state, launches: mini.launches, digest: this.#o.miniDomainDigest },
       attestation: this.#o.attestation,
+      vm: {
+        backend: this.#backend.kind,
+        ...(accel === undefined ? {} : { accelerator: { setting: accel.setting, accel: accel.chosen?.accel ?? null, reason: accel.chosen?.reason ?? null } }),
+      },
     };
   }
 

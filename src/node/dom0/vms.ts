@@ -1,15 +1,18 @@
 // dom0's VMs (DESIGN.md §3.2): what the manager asked for, by the manager's VM id, and
 // how each maps onto a hypervisor domain. Creation checks capacity, reads the image from
-// disk, and asks the hypervisor to build (transferring the image's pages) and start the
-// VM, passing the manager's nonce, hostname and authorized key as untrusted launch
-// metadata. Views combine dom0's record with what the hypervisor and the VM backend say:
-// state, attestation state (written by the mini-domain), SSH endpoint, kernel digest.
+// disk — one blob, or a bundle's manifest and the kernel, initramfs and command line it
+// names (docs/manager.md "Images") — and asks the hypervisor to build (handing over the
+// image's pages) and start the VM, passing the manager's nonce, hostname and authorized
+// key as untrusted launch metadata. Views combine dom0's record with what the hypervisor
+// and the VM backend say: state, attestation state (written by the mini-domain), SSH
+// endpoint (the backend's: where the node forwards, not what the guest claims), digests.
 import { z } from 'zod';
 import type { Digest } from '../../protocol/digest.js';
 import { TrustlaunchError, isTrustlaunchError } from '../../protocol/errors.js';
 import { fromBase64url } from '../../protocol/base64url.js';
 import { DigestSchema, HostnameSchema, IdSchema, NonceSchema, SshPublicKeySchema, base64urlSchema } from '../../protocol/messages.js';
-import type { Dom0Capability, DomainId, VmInfo } from '../hypervisor/index.js';
+import { MAX_MANIFEST_BYTES, parseManifest } from '../../manager/images/bundle.js';
+import type { Dom0Capability, DomainId, VmImageBundle, VmInfo } from '../hypervisor/index.js';
 import type { ImageStore } from './images.js';
 
 /** Images small enough to travel inside POST /v1/vms. */
@@ -38,6 +41,9 @@ export const VmViewSchema = z.strictObject({
   attestation: z.strictObject({ state: z.enum(['booting', 'attesting', 'attested', 'refused']), code: z.string().optional(), message: z.string().optional() }),
   ssh: z.strictObject({ host: z.string(), port: z.number().int() }).optional(),
   kernel: DigestSchema.optional(),
+  /** A bundle's initramfs and command line as the hypervisor measured them. */
+  initrd: DigestSchema.optional(),
+  cmdline: DigestSchema.optional(),
   image: DigestSchema,
   hostname: HostnameSchema,
   memoryMiB: z.number().int(),
@@ -47,6 +53,9 @@ export type VmView = z.infer<typeof VmViewSchema>;
 
 /** The VM backend as dom0 may use it: capacity and endpoints, never a channel or a key. */
 export interface Dom0VmBackend {
+  readonly kind: 'process' | 'qemu';
+  /** QEMU: the accelerator setting and what the last boot chose (KVM or TCG, and why). */
+  accelerator?(): { readonly setting: 'auto' | 'kvm' | 'tcg'; readonly chosen: { readonly accel: 'kvm' | 'tcg'; readonly reason: string } | undefined };
   admit(memoryBytes: number): void;
   endpoint(vmId: DomainId): { readonly host: string; readonly sshPort: number } | undefined;
 }
@@ -94,7 +103,7 @@ export class Dom0Vms {
 
   async create(request: VmCreate): Promise<VmView> {
     if (this.#records.has(request.vmId)) throw new TrustlaunchError('CONFLICT', `a VM ${request.vmId} exists on this node`);
-    if (request.authorizedKey === undefined) throw new TrustlaunchError('MALFORMED_REQUEST', 'authorizedKey: the process VM backend needs the user\'s login key');
+    if (request.authorizedKey === undefined) throw new TrustlaunchError('MALFORMED_REQUEST', `authorizedKey: the ${this.#backend.kind} VM backend needs the user's login key`);
     const memoryMiB = request.memoryMiB ?? DEFAULT_MEMORY_MIB;
     const used = this.usage();
     if (used.vms >= this.#limits.maxVms) throw new TrustlaunchError('CAPACITY_EXCEEDED', `this node runs at most ${this.#limits.maxVms} VMs`);
@@ -119,7 +128,7 @@ export class Dom0Vms {
     try {
       const digest = await this.#imageDigest(request);
       record.image = digest;
-      const image = await this.#images.read(digest);
+      const image = await this.#image(digest);
       const built = await this.#cap.buildVm({
         name: request.vmId,
         image,
@@ -170,6 +179,29 @@ export class Dom0Vms {
     return request.image;
   }
 
+  /**
+   * The image to hand over: a bundle when the blob is a bundle manifest (its parts read by
+   * digest; NOT_FOUND when one is missing), else the blob itself.
+   */
+  async #image(digest: Digest): Promise<ArrayBuffer | VmImageBundle> {
+    const size = await this.#images.size(digest);
+    if (size !== undefined && size <= MAX_MANIFEST_BYTES) {
+      const bytes = new Uint8Array(await this.#images.read(digest));
+      let manifest;
+      try {
+        manifest = parseManifest(bytes);
+      } catch {
+        return bytes.buffer; // a small raw image
+      }
+      return {
+        kernel: await this.#images.read(manifest.kernel),
+        ...(manifest.initrd === undefined ? {} : { initrd: await this.#images.read(manifest.initrd) }),
+        ...(manifest.cmdline === undefined ? {} : { cmdline: await this.#images.read(manifest.cmdline) }),
+      };
+    }
+    return this.#images.read(digest);
+  }
+
   #record(vmId: string): Record_ {
     const r = this.#records.get(vmId);
     if (r === undefined || r.state === 'creating') throw new TrustlaunchError('NOT_FOUND', `no VM ${vmId} on this node`);
@@ -201,6 +233,8 @@ export class Dom0Vms {
       attestation: attestationView(info),
       ...(endpoint === undefined ? {} : { ssh: { host: endpoint.host, port: endpoint.sshPort } }),
       ...(info === undefined ? {} : { kernel: info.kernelDigest }),
+      ...(info?.measurements.initrd === undefined ? {} : { initrd: info.measurements.initrd }),
+      ...(info?.measurements.cmdline === undefined ? {} : { cmdline: info.measurements.cmdline }),
       image: r.image as Digest,
       hostname: r.hostname,
       memoryMiB: r.memoryMiB,

@@ -10,7 +10,7 @@
 // sshd listener: `-f <vm dir>/…/sshd_config`; sshd's setproctitle clobbers its environment
 // area, so the marker alone misses it, and it chdirs to /), or when it descends from one
 // of those (per-connection sshd processes, which sshd moves into sessions of their own).
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** The environment variable that marks every process of one VM (the guest, sshd, sessions). */
 export const MARKER_VARIABLE = 'TRUSTLAUNCH_VM_MARKER';
@@ -172,4 +172,44 @@ export function killNow(vm: VmIdentity): void {
       // exited meanwhile
     }
   }
+}
+
+/** Inodes of the sockets process `pid` holds open (its /proc/PID/fd links `socket:[N]`). */
+function socketInodes(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return inodes;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1] !== undefined) inodes.add(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return inodes;
+}
+
+/** Whether process `pid` itself holds a TCP socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A). */
+export function holdsListener(pid: number, port: number): boolean {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/tcp', 'latin1');
+  } catch {
+    return false;
+  }
+  const listening = table
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === local && f[3] === '0A')
+    .map((f) => f[9]);
+  if (listening.length === 0) return false;
+  const held = socketInodes(pid);
+  return listening.some((inode) => inode !== undefined && held.has(inode));
 }

@@ -7,29 +7,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { TrustlaunchError } from '../../../protocol/errors.js';
-import type { VmBoot, VmChannelMessage } from '../../hypervisor/index.js';
+import type { VmBoot } from '../../hypervisor/index.js';
 import { bridgeChannel, type ChannelBridge, type ChannelStats } from '../channel-bridge.js';
 import { ConsoleLog } from '../console-log.js';
 import { MARKER_VARIABLE, procStat, sweep, type SweepResult, type VmIdentity } from '../proc.js';
 import type { ProcessRef } from '../runtime-dir.js';
+import { GuestTimeline, type GuestEvent, type Timeline } from '../timeline.js';
 
-/** Guest messages whose arrival the backend notes (times only; never their content). */
-export type GuestEvent = 'host-key' | 'ready' | 'certificate-installed';
-const GUEST_EVENTS: readonly string[] = ['host-key', 'ready', 'certificate-installed'];
+export type { GuestEvent, Timeline } from '../timeline.js';
 
 export interface GuestExit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
-}
-
-export interface Timeline {
-  /** performance.now() when the guest process was spawned. */
-  readonly spawnedAt: number;
-  /** Milliseconds after spawnedAt. */
-  readonly 'host-key'?: number;
-  readonly ready?: number;
-  readonly 'certificate-installed'?: number;
-  readonly exited?: number;
 }
 
 export interface ProcessVmSpawn {
@@ -56,8 +45,7 @@ export class ProcessVm {
   readonly #child: ChildProcess;
   readonly #bridge: ChannelBridge;
   readonly #channel: Duplex;
-  readonly #timeline: { spawnedAt: number; events: Map<string, number> };
-  readonly #waiters = new Set<() => void>();
+  readonly #timeline = new GuestTimeline();
   #exit: GuestExit | undefined;
   #stopping: Promise<SweepResult> | undefined;
 
@@ -67,18 +55,17 @@ export class ProcessVm {
     this.marker = opts.marker;
     this.identity = { marker: opts.marker, root: guest, dir: opts.dir };
     this.console = new ConsoleLog(opts.consoleBytes);
-    this.#timeline = { spawnedAt: performance.now(), events: new Map() };
     child.stdout?.on('data', (d: Buffer) => this.console.append(d));
     child.stderr?.on('data', (d: Buffer) => this.console.append(d));
     this.exited = new Promise<GuestExit>((resolve) => {
       child.once('exit', (code, signal) => {
         this.#exit = { code, signal };
-        this.#note('exited');
+        this.#timeline.ended(String(code ?? signal));
         resolve(this.#exit);
       });
     });
     this.#channel = child.stdio[3] as Duplex;
-    this.#bridge = bridgeChannel(this.#channel, opts.boot.capability.channel, (m) => this.#observe(m));
+    this.#bridge = bridgeChannel(this.#channel, opts.boot.capability.channel, (m) => this.#timeline.observe(m));
   }
 
   /** Spawns the guest and hands it the image on stdin. VM_BOOT_FAILED if it cannot start. */
@@ -109,7 +96,7 @@ export class ProcessVm {
   }
 
   timeline(): Timeline {
-    return { spawnedAt: this.#timeline.spawnedAt, ...Object.fromEntries(this.#timeline.events) };
+    return this.#timeline.snapshot();
   }
 
   channelStats(): ChannelStats {
@@ -118,32 +105,7 @@ export class ProcessVm {
 
   /** Resolves when the guest sent `event`; VM_BOOT_FAILED if it exits first, TIMEOUT after `timeoutMs`. */
   waitFor(event: GuestEvent, timeoutMs: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const at = this.#timeline.events.get(event);
-        if (at !== undefined) {
-          resolve(at);
-          return true;
-        }
-        if (this.#exit !== undefined) {
-          reject(new TrustlaunchError('VM_BOOT_FAILED', `the guest exited (${this.#exit.code ?? this.#exit.signal}) before ${event}`));
-          return true;
-        }
-        return false;
-      };
-      if (check()) return;
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter);
-        reject(new TrustlaunchError('TIMEOUT', `no ${event} from the guest within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const waiter = (): void => {
-        if (check()) {
-          clearTimeout(timer);
-          this.#waiters.delete(waiter);
-        }
-      };
-      this.#waiters.add(waiter);
-    });
+    return this.#timeline.waitFor(event, timeoutMs);
   }
 
   /**
@@ -170,14 +132,5 @@ export class ProcessVm {
       return result;
     })();
     return this.#stopping;
-  }
-
-  #observe(m: VmChannelMessage): void {
-    if (GUEST_EVENTS.includes(m.type) && !this.#timeline.events.has(m.type)) this.#note(m.type);
-  }
-
-  #note(event: string): void {
-    this.#timeline.events.set(event, performance.now() - this.#timeline.spawnedAt);
-    for (const w of [...this.#waiters]) w();
   }
 }

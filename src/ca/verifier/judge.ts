@@ -4,6 +4,7 @@
 import type { LaunchClaims } from '../../protocol/messages.js';
 import { Issuer, type IssuedReceipt, type IssuerOptions, type Refusal } from '../issuer/issuer.js';
 import type { PolicySnapshot } from '../policy/snapshot.js';
+import { MeasurementCache } from './measurements.js';
 import { evidenceHash, judgeEvidence } from './pipeline.js';
 
 /** What the commit needs to record a decision and, when there is one, store a receipt. */
@@ -31,6 +32,7 @@ export interface JudgeSettings extends IssuerOptions {
 export class EvidenceJudge {
   readonly #issuer: Issuer;
   readonly #skew: number;
+  readonly #measurements = new MeasurementCache();
   #policy: PolicySnapshot;
 
   constructor(settings: JudgeSettings, policy: PolicySnapshot) {
@@ -49,7 +51,7 @@ export class EvidenceJudge {
 
   judge(body: string, fresh: boolean, now = Date.now()): JudgeResult {
     try {
-      const verdict = judgeEvidence(body, { policy: this.#policy, now, skewSeconds: this.#skew, fresh });
+      const verdict = judgeEvidence(body, { policy: this.#policy, now, skewSeconds: this.#skew, fresh, measurements: this.#measurements });
       const hash = evidenceHash(body);
       switch (verdict.kind) {
         case 'stale':

@@ -11,20 +11,18 @@
 // step's refusal), and the receipt signed here is discarded unseen.
 import { createHash } from 'node:crypto';
 import { isTrustlaunchError, type ErrorCode } from '../../protocol/errors.js';
-import { canonicalBytes } from '../../protocol/canonical-json.js';
-import { EvidenceSchema, LaunchClaimsSchema, describeIssues, type Evidence, type EventLogJson, type LaunchClaims } from '../../protocol/messages.js';
+import { EvidenceSchema, LaunchClaimsSchema, describeIssues, type Evidence, type LaunchClaims } from '../../protocol/messages.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
 import { PLATFORM_PCRS } from '../../protocol/pcrs.js';
 import { parseSshPublicKeyBlob, SshReader } from '../../crypto/ssh-keys.js';
-import { TPM_ALG } from '../../tpm/constants.js';
 import { verifyQuote, type QuoteStep, type VerifiedQuote } from '../../tpm/quote/verify.js';
-import { checkReplay } from '../../tpm/eventlog/replay.js';
-import type { TcgEvent } from '../../tpm/eventlog/event.js';
 import { matchAllowlist, type AllowlistEntry } from '../policy/allowlist.js';
-import { matchPlatform } from '../policy/platform.js';
+import { matchPlatform, type PlatformMatch } from '../policy/platform.js';
 import type { NodeFacts, PolicySnapshot } from '../policy/snapshot.js';
 import type { HostKey, Refusal } from '../issuer/issuer.js';
 import { readEvidence } from './evidence-reader.js';
+import { claimsQualifyingData } from './qualifying-data.js';
+import { checkQuotedValues, replayLog, type MeasurementCache, type ReplayedLog } from './measurements.js';
 
 export const EVIDENCE_STEPS = ['schema', 'node', 'quoteSignature', 'tpmGenerated', 'qualifyingData', 'pcrs', 'eventLog', 'platform', 'kernel', 'nonce', 'time'] as const;
 export type EvidenceStep = (typeof EVIDENCE_STEPS)[number];
@@ -43,6 +41,8 @@ export interface JudgeOptions {
    * reloads policy and judges again with fresh=true.
    */
   readonly fresh: boolean;
+  /** Replays and platform matches remembered across calls (one per judge thread). */
+  readonly measurements?: MeasurementCache;
 }
 
 export type Verdict =
@@ -149,7 +149,7 @@ const QUOTE_STEP: Readonly<Record<QuoteStep, EvidenceStep>> = {
 /** Quote signature, TPM-generated, qualifying data = SHA-256(canonical claims), PCRs. */
 function checkQuote(evidence: Evidence, node: NodeFacts): VerifiedQuote {
   const { claims } = evidence;
-  const qualifyingData = createHash('sha256').update(canonicalBytes(claims)).digest();
+  const qualifyingData = claimsQualifyingData(claims);
   let quote: VerifiedQuote;
   try {
     quote = verifyQuote(evidence.quote, { akPublic: node.akPublic, qualifyingData });
@@ -167,34 +167,23 @@ function checkQuote(evidence: Evidence, node: NodeFacts): VerifiedQuote {
 
 // --- measurements and policy ----------------------------------------------------------
 
-function checkEventLog(evidence: Evidence, quote: VerifiedQuote): TcgEvent[] {
+function checkEventLog(evidence: Evidence, quote: VerifiedQuote, cache: MeasurementCache | undefined): ReplayedLog {
   try {
-    const events = toTcgEvents(evidence.eventLog);
-    checkReplay(events, quote.pcrs);
-    return events;
+    const log = cache === undefined ? replayLog(evidence.eventLog) : cache.replay(evidence.eventLog);
+    checkQuotedValues(log, quote.pcrs);
+    return log;
   } catch (e) {
     if (!isTrustlaunchError(e)) throw e;
     return fail('eventLog', e.code, e.message, evidence.claims);
   }
 }
 
-/**
- * The schema step has validated the log (EventLogSchema); this only converts it, with
- * eventsFromJson's one extra rule: exactly one SHA-256 digest per event.
- */
-function toTcgEvents(log: EventLogJson): TcgEvent[] {
-  return log.map((e, n) => {
-    const d = e.digests[0];
-    if (e.digests.length !== 1 || d === undefined) throw new TrustlaunchError('EVENT_LOG_MALFORMED', `[${n}].digests: the SHA-256 bank must appear exactly once`);
-    return { pcrIndex: e.pcrIndex, eventType: e.eventType, digests: [{ hashAlg: TPM_ALG.SHA256, digest: Buffer.from(d.digest, 'hex') }], event: Buffer.from(e.event, 'base64url') };
-  });
-}
-
-function checkPlatform(policy: PolicySnapshot, events: readonly TcgEvent[], quote: VerifiedQuote, claims: LaunchClaims, fresh: boolean): string {
-  const match = matchPlatform(policy.platforms, events, quote.pcrs);
-  if (match.ok) return match.reference.name;
+function checkPlatform(policy: PolicySnapshot, log: ReplayedLog, quote: VerifiedQuote, claims: LaunchClaims, fresh: boolean, cache: MeasurementCache | undefined): string {
+  const match = (): PlatformMatch => matchPlatform(policy.platforms, log.events, quote.pcrs);
+  const result = cache === undefined ? match() : cache.platform(log, policy.platforms, match);
+  if (result.ok) return result.reference.name;
   if (!fresh) throw new StalePolicy();
-  return fail('platform', 'PLATFORM_NOT_TRUSTED', match.message, claims);
+  return fail('platform', 'PLATFORM_NOT_TRUSTED', result.message, claims);
 }
 
 function checkKernel(policy: PolicySnapshot, claims: LaunchClaims, now: number, fresh: boolean): AllowlistEntry {
@@ -222,8 +211,8 @@ export function judgeEvidence(body: string, opts: JudgeOptions): Verdict {
     const { claims } = evidence;
     const node = checkNode(opts.policy, claims, opts.fresh);
     const quote = checkQuote(evidence, node);
-    const events = checkEventLog(evidence, quote);
-    const platform = checkPlatform(opts.policy, events, quote, claims, opts.fresh);
+    const log = checkEventLog(evidence, quote, opts.measurements);
+    const platform = checkPlatform(opts.policy, log, quote, claims, opts.fresh, opts.measurements);
     const entry = checkKernel(opts.policy, claims, opts.now, opts.fresh);
     // (nonce: judged by the commit that stores the receipt)
     checkTime(claims, opts.now, opts.skewSeconds);

@@ -53,8 +53,13 @@ describe('the manager places a VM on a revoked node', () => {
     // The CA's decisions log: the launch was judged, on node-1, and contraindicated for NODE_REVOKED.
     const decisions = (await cloud.cluster.caAdmin.decisions({ node: 'node-1' })).decisions.filter((d) => d.nonce === sent);
     assert.deepEqual(decisions.map((d) => [d.outcome, d.code]), [['contraindicated', 'NODE_REVOKED']]);
-    // And the real manager (the one the hostile front hides) had the VM failed with that code.
-    const truth = await honest.manager.getVm('after');
+    // And the real manager (the one the hostile front hides) fails the VM with that code, once
+    // its node tells it (the client, which asks the CA, may know first).
+    let truth = await honest.manager.getVm('after');
+    for (let i = 0; i < 200 && truth.state !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      truth = await honest.manager.getVm('after');
+    }
     assert.equal(truth.state, 'failed');
     assert.equal(truth.reason?.code, 'NODE_REVOKED');
   });

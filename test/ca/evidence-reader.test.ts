@@ -128,6 +128,9 @@ const shaped: fc.Arbitrary<unknown> = fc
     pcrKey: fc.oneof(fc.stringMatching(/^[0-9]{1,3}$/), fc.string()),
     attest: fc.oneof(fc.stringMatching(/^[A-Za-z0-9_-]{0,1400}$/), fc.base64String()),
     eventType: fc.oneof(fc.integer({ min: -1, max: 2 ** 33 }), fc.constantFrom(...NUMBERS)),
+    // short base64url texts: every last character at every length mod 4 (canonical or not)
+    event: fc.stringMatching(/^[A-Za-z0-9_-]{0,11}$/),
+    signature: fc.stringMatching(/^[A-Za-z0-9_=-]{0,11}$/),
   })
   .map((f) => {
     const doc = structuredClone(samples[0]) as unknown as { claims: Record<string, Json>; quote: Record<string, Json> & { pcrs: { sha256: Record<string, string> } }; eventLog: Array<Record<string, Json>> };
@@ -135,6 +138,8 @@ const shaped: fc.Arbitrary<unknown> = fc
     doc.quote.attest = f.attest;
     setOwn(doc.quote.pcrs.sha256, f.pcrKey, 'ab'.repeat(32));
     (doc.eventLog[0] as Record<string, Json>)['eventType'] = f.eventType;
+    (doc.eventLog[1] as Record<string, Json>)['event'] = f.event;
+    doc.quote.signature = f.signature;
     return JSON.parse(JSON.stringify(doc)) as unknown;
   });
 
@@ -169,6 +174,9 @@ it('bounds: the event log and digest counts, string lengths, base64url canonical
     { ...base, eventLog: [{ ...event, event: 'A'.repeat(21_847) }] },
     { ...base, eventLog: [{ ...event, event: 'AB' }] }, // non-canonical: trailing bits set
     { ...base, eventLog: [{ ...event, event: 'AQ' }] },
+    { ...base, eventLog: [{ ...event, event: 'AI' }] },
+    { ...base, eventLog: [{ ...event, event: 'AAC' }] },
+    { ...base, eventLog: [{ ...event, event: 'AAE' }] },
     { ...base, eventLog: [{ ...event, event: 'A' }] },
     { ...base, quote: { ...base.quote, attest: 'A'.repeat(1366) } },
     { ...base, quote: { ...base.quote, attest: 'A'.repeat(1367) } },
@@ -186,5 +194,5 @@ it('bounds: the event log and digest counts, string lengths, base64url canonical
     check(json);
     return readEvidence(json) !== undefined;
   });
-  assert.deepEqual(verdicts, [true, false, true, false, true, false, true, false, false, true, false, true, false, true, true, false, true, false, true, false, false]);
+  assert.deepEqual(verdicts, [true, false, true, false, true, false, true, false, false, true, false, false, true, false, true, false, true, true, false, true, false, true, false, false]);
 });

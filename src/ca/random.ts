@@ -12,15 +12,22 @@ export class RandomPool {
 
   /** `n` fresh random bytes (a copy the caller owns), n ≤ 1024. */
   take(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.into(out, 0, n);
+    return out;
+  }
+
+  /** Writes `n` fresh random bytes into `target` at `offset`, n ≤ 1024. */
+  into(target: Buffer, offset: number, n: number): void {
     if (!Number.isInteger(n) || n <= 0 || n > 1024) throw new RangeError('take 1..1024 bytes');
+    if (offset < 0 || offset + n > target.length) throw new RangeError('the random bytes do not fit');
     if (this.#offset + n > POOL_BYTES) {
       randomFillSync(this.#pool);
       this.#offset = 0;
     }
-    const out = Buffer.from(this.#pool.subarray(this.#offset, this.#offset + n));
+    this.#pool.copy(target, offset, this.#offset, this.#offset + n);
     this.#pool.fill(0, this.#offset, this.#offset + n); // handed out once: forget it here
     this.#offset += n;
-    return out;
   }
 }
 

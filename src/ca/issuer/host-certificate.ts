@@ -13,7 +13,6 @@ const CERT_TYPE = {
   'ecdsa-sha2-nistp256': 'ecdsa-sha2-nistp256-cert-v01@openssh.com',
 } as const;
 const SSH2_CERT_TYPE_HOST = 2;
-const EMPTY = sshString(Buffer.alloc(0));
 
 export interface HostCertificateRequest {
   /** The host key blob (RFC 4253 §6.6), already parsed and checked by the caller. */
@@ -26,17 +25,54 @@ export interface HostCertificateRequest {
   readonly validBefore: number;
 }
 
-function uint32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
+/** Writes RFC 4251 values into one buffer sized in advance (no buffer per field). */
+class SshWriter {
+  readonly bytes: Buffer;
+  #at = 0;
+
+  constructor(size: number) {
+    this.bytes = Buffer.allocUnsafe(size);
+  }
+
+  uint32(n: number): this {
+    this.#at = this.bytes.writeUInt32BE(n, this.#at);
+    return this;
+  }
+
+  uint64(n: bigint): this {
+    this.#at = this.bytes.writeBigUInt64BE(n, this.#at);
+    return this;
+  }
+
+  /** Bytes as they are (already encoded fields). */
+  raw(b: Uint8Array): this {
+    this.bytes.set(b, this.#at);
+    this.#at += b.length;
+    return this;
+  }
+
+  string(b: Uint8Array): this {
+    return this.uint32(b.length).raw(b);
+  }
+
+  /** Random bytes, as a string (the certificate nonce). */
+  randomString(n: number): this {
+    this.uint32(n);
+    random.into(this.bytes, this.#at, n);
+    this.#at += n;
+    return this;
+  }
+
+  /** The buffer, checked to be exactly full. */
+  done(): Buffer {
+    if (this.#at !== this.bytes.length) throw new Error(`SSH encoding sized ${this.bytes.length} bytes, wrote ${this.#at}`);
+    return this.bytes;
+  }
 }
 
-function uint64(n: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(n);
-  return b;
-}
+const NONCE_BYTES = 32;
+const ED25519_SIGNATURE_BYTES = 64;
+const SIGNATURE_TYPE = Buffer.from('ssh-ed25519', 'latin1');
 
 export class HostCertificateSigner {
   readonly #key: KeyObject;
@@ -58,22 +94,29 @@ export class HostCertificateSigner {
     if (certType === undefined) throw new TrustlaunchError('MALFORMED_KEY', `no host certificate for ${JSON.stringify(keyType.slice(0, 40))} keys`);
     // The certified key's fields are the key blob after its type string.
     const keyFields = req.hostKeyBlob.subarray(r.position);
-    const signed = Buffer.concat([
-      sshString(certType),
-      sshString(random.take(32)), // nonce, as ssh-keygen writes it
-      keyFields,
-      uint64(req.serial),
-      uint32(SSH2_CERT_TYPE_HOST),
-      sshString(req.keyId),
-      sshString(Buffer.concat(req.principals.map((p) => sshString(p)))),
-      uint64(BigInt(req.validAfter)),
-      uint64(BigInt(req.validBefore)),
-      EMPTY, // critical options: none are defined for host certificates
-      EMPTY, // extensions
-      EMPTY, // reserved
-      this.#caBlob,
-    ]);
-    const signature = sshString(Buffer.concat([sshString('ssh-ed25519'), sshString(sign(null, signed, this.#key))]));
-    return `${certType} ${Buffer.concat([signed, signature]).toString('base64')}`;
+    const type = Buffer.from(certType, 'latin1');
+    const keyId = Buffer.from(req.keyId, 'utf8');
+    const principals = req.principals.map((p) => Buffer.from(p, 'utf8'));
+    const principalsBytes = principals.reduce((n, p) => n + 4 + p.length, 0);
+    const signedBytes = 4 + type.length + 4 + NONCE_BYTES + keyFields.length + 8 + 4 + 4 + keyId.length + 4 + principalsBytes + 8 + 8 + 3 * 4 + this.#caBlob.length;
+    const signatureBytes = 4 + 4 + SIGNATURE_TYPE.length + 4 + ED25519_SIGNATURE_BYTES;
+    const w = new SshWriter(signedBytes + signatureBytes)
+      .string(type)
+      .randomString(NONCE_BYTES) // nonce, as ssh-keygen writes it
+      .raw(keyFields)
+      .uint64(req.serial)
+      .uint32(SSH2_CERT_TYPE_HOST)
+      .string(keyId)
+      .uint32(principalsBytes);
+    for (const p of principals) w.string(p);
+    w.uint64(BigInt(req.validAfter))
+      .uint64(BigInt(req.validBefore))
+      .uint32(0) // critical options: none are defined for host certificates
+      .uint32(0) // extensions
+      .uint32(0) // reserved
+      .raw(this.#caBlob);
+    const signature = sign(null, w.bytes.subarray(0, signedBytes), this.#key);
+    w.uint32(signatureBytes - 4).string(SIGNATURE_TYPE).string(signature);
+    return `${certType} ${w.done().toString('base64')}`;
   }
 }

@@ -3,7 +3,7 @@
 // OpenSSH host certificate for the VM's key. Contraindicated: a signed receipt with what
 // the evidence asserted and `reason` {step, code, message}, so the user learns that, and
 // why, the launch was refused.
-import { createHash, type KeyObject } from 'node:crypto';
+import { hash, type KeyObject } from 'node:crypto';
 import { random } from '../random.js';
 import { RECEIPT_PROFILE, type LaunchClaims, type ReceiptClaims } from '../../protocol/messages.js';
 import { HostCertificateSigner } from './host-certificate.js';
@@ -48,9 +48,9 @@ export function hostKeyLine(key: HostKey): string {
   return `${key.type} ${key.blob.toString('base64')}`;
 }
 
-/** OpenSSH `SHA256:` fingerprint of a key blob. */
+/** OpenSSH `SHA256:` fingerprint of a key blob (base64 of the 32-byte digest, its one `=` dropped). */
 export function hostKeyFingerprint(key: HostKey): `SHA256:${string}` {
-  return `SHA256:${createHash('sha256').update(key.blob).digest('base64').replace(/=+$/, '')}`;
+  return `SHA256:${hash('sha256', key.blob, 'base64').slice(0, 43)}`;
 }
 
 export class Issuer {
@@ -64,9 +64,10 @@ export class Issuer {
     this.#certificates = new HostCertificateSigner(opts.sshCaKey);
   }
 
+  /** What every receipt states about the launch, in the order receipts have always listed it. */
   #base(claims: LaunchClaims, now: number): Omit<ReceiptClaims, 'ear.status'> & { jti: string } {
     const iat = Math.floor(now / 1000);
-    return {
+    const base: Omit<ReceiptClaims, 'ear.status'> & { jti: string } = {
       iss: this.#opts.issuer,
       iat,
       exp: iat + this.#opts.receiptLifetimeSeconds,
@@ -77,31 +78,30 @@ export class Issuer {
       node: claims.nodeId,
       hostname: claims.hostname,
       kernel: claims.kernel,
-      ...(claims.initrd === undefined ? {} : { initrd: claims.initrd }),
-      ...(claims.cmdline === undefined ? {} : { cmdline: claims.cmdline }),
     };
+    if (claims.initrd !== undefined) base.initrd = claims.initrd;
+    if (claims.cmdline !== undefined) base.cmdline = claims.cmdline;
+    return base;
   }
 
   /** The receipt and host certificate for a launch that passed every step. */
   affirm(claims: LaunchClaims, hostKey: HostKey, allowlistEntry: string, now: number): IssuedReceipt {
-    const base = this.#base(claims, now);
-    const receiptClaims: ReceiptClaims = {
-      ...base,
-      'ear.status': 'affirming',
-      ssh_host_key: hostKeyLine(hostKey),
-      ssh_host_key_fp: hostKeyFingerprint(hostKey),
-      ...(claims.authorizedKeyFp === undefined ? {} : { authorized_key_fp: claims.authorizedKeyFp }),
-      allowlist: allowlistEntry,
-    };
+    const receiptClaims = this.#base(claims, now) as ReceiptClaims & { jti: string };
+    receiptClaims['ear.status'] = 'affirming';
+    receiptClaims.ssh_host_key = hostKeyLine(hostKey);
+    receiptClaims.ssh_host_key_fp = hostKeyFingerprint(hostKey);
+    if (claims.authorizedKeyFp !== undefined) receiptClaims.authorized_key_fp = claims.authorizedKeyFp;
+    receiptClaims.allowlist = allowlistEntry;
+    const { jti, iat, exp } = receiptClaims;
     const hostCertificate = this.#certificates.sign({
       hostKeyBlob: hostKey.blob,
       principals: [claims.hostname],
       keyId: `vm=${claims.vmId} node=${claims.nodeId} nonce=${claims.nonce}`,
       serial: random.take(8).readBigUInt64BE(),
-      validAfter: base.iat - HOST_CERT_BACKDATE_SECONDS,
-      validBefore: base.exp,
+      validAfter: iat - HOST_CERT_BACKDATE_SECONDS,
+      validBefore: exp,
     });
-    return { jti: base.jti, status: 'affirming', receipt: this.#receipts.sign(receiptClaims), hostCertificate, iat: base.iat, exp: base.exp };
+    return { jti, status: 'affirming', receipt: this.#receipts.sign(receiptClaims), hostCertificate, iat, exp };
   }
 
   /** The signed "no": what the evidence asserted, and why it was refused. */

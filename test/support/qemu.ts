@@ -4,13 +4,14 @@
 // 127.0.0.1, talk the channel's JSON lines, and stop QEMU for certain.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDigest, type Digest } from '../../src/protocol/digest.js';
 import { TrustlaunchError } from '../../src/protocol/errors.js';
+import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from '../../src/node/vm/qemu/accelerator.js';
 import { requireCommand } from './system.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,77 +73,17 @@ export function ensureGuestImage(options: { out?: string; force?: boolean } = {}
 
 // --- accelerator --------------------------------------------------------------------
 
-export type Accelerator = 'kvm' | 'tcg';
-export interface AcceleratorChoice {
-  readonly accel: Accelerator;
-  /** Why: shown in test output and benchmark notes. */
-  readonly reason: string;
-}
-
-const KVM_PROBE_TIMEOUT_MS = 15_000;
-const KVM_PROBE_MARKER = 'trustlaunch-kvm-probe-ok';
-let acceleratorChoice: Promise<AcceleratorChoice> | undefined;
+export type { Accelerator, AcceleratorChoice } from '../../src/node/vm/qemu/accelerator.js';
 
 /**
  * KVM when /dev/kvm opens read-write AND the guest kernel really boots under
  * `-accel kvm` (some hosts offer a /dev/kvm that cannot run a stock kernel, e.g. a
  * paravirtual nested KVM); TCG otherwise. `TRUSTLAUNCH_QEMU_ACCEL=kvm|tcg` forces a
- * choice. The probe result is cached per host boot in the temp directory.
+ * choice. The QEMU backend's own probe (src/node/vm/qemu/accelerator.ts), so tests and
+ * nodes share its per-boot cache.
  */
 export function pickAccelerator(image: GuestImage): Promise<AcceleratorChoice> {
-  acceleratorChoice ??= chooseAccelerator(image);
-  return acceleratorChoice;
-}
-
-async function chooseAccelerator(image: GuestImage): Promise<AcceleratorChoice> {
-  const forced = process.env['TRUSTLAUNCH_QEMU_ACCEL'];
-  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: `TRUSTLAUNCH_QEMU_ACCEL=${forced}` };
-  try {
-    closeSync(openSync('/dev/kvm', constants.O_RDWR));
-  } catch (e) {
-    return { accel: 'tcg', reason: `/dev/kvm cannot be opened read-write (${(e as NodeJS.ErrnoException).code ?? 'error'})` };
-  }
-  const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  const cache = join(tmpdir(), `trustlaunch-kvm-probe-${bootId}-${image.manifest.kernel.slice(7, 23)}.json`);
-  const cached = readCachedChoice(cache);
-  if (cached !== undefined) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
-  const choice = await probeKvm(image);
-  writeFileSync(cache, JSON.stringify(choice), { mode: 0o600 });
-  return choice;
-}
-
-function readCachedChoice(path: string): AcceleratorChoice | undefined {
-  try {
-    const v = JSON.parse(readFileSync(path, 'utf8')) as Partial<AcceleratorChoice>;
-    return (v.accel === 'kvm' || v.accel === 'tcg') && typeof v.reason === 'string' ? { accel: v.accel, reason: v.reason } : undefined;
-  } catch {
-    return undefined; // absent or unreadable: probe again
-  }
-}
-
-/** Boots the guest kernel under KVM with `echo` as init: the marker on the console proves it ran. */
-async function probeKvm(image: GuestImage): Promise<AcceleratorChoice> {
-  const qemu = requireCommand('qemu-system-x86_64');
-  const dir = mkdtempSync(join(tmpdir(), 'tl-kvm-probe-'));
-  try {
-    const consoleLog = join(dir, 'console.log');
-    const child = spawn(qemu, ['-accel', 'kvm', '-nodefaults', '-nographic', '-no-reboot', '-m', '128', '-smp', '1',
-      '-kernel', image.kernel, '-initrd', image.initrd, '-serial', `file:${consoleLog}`,
-      '-append', `console=ttyS0 quiet panic=-1 rdinit=/bin/echo -- ${KVM_PROBE_MARKER}`], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString('utf8'); });
-    const exited = await waitForExit(child, KVM_PROBE_TIMEOUT_MS);
-    if (!exited) {
-      await killAndReap(child);
-      return { accel: 'tcg', reason: `/dev/kvm opens but the guest kernel did not boot under KVM within ${KVM_PROBE_TIMEOUT_MS} ms` };
-    }
-    const console = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '';
-    if (console.split(/\r?\n/).some((l) => l.trim() === KVM_PROBE_MARKER)) return { accel: 'kvm', reason: '/dev/kvm opens read-write and the guest kernel boots under -accel kvm' };
-    const why = stderr.trim().split('\n')[0] ?? '';
-    return { accel: 'tcg', reason: `/dev/kvm opens but QEMU with -accel kvm failed: ${why === '' ? `exit ${String(child.exitCode)}` : why}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return chooseAccelerator('auto', { qemu: requireCommand('qemu-system-x86_64'), kernelPath: image.kernel, initrdPath: image.initrd });
 }
 
 // --- ports ----------------------------------------------------------------------------

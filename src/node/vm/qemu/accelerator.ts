@@ -1,17 +1,18 @@
 // KVM when it really works, TCG otherwise (docs/qemu-vms.md "KVM or TCG"). /dev/kvm
 // opening read-write is not enough: some hosts offer a /dev/kvm on which a stock kernel
 // does not boot (a paravirtual nested KVM, "kvm-pvm": `-cpu host` aborts, and with the
-// default CPU the kernel hangs right after decompression). So the probe boots the guest's
-// own kernel and initramfs under `-accel kvm` with `rdinit=/bin/echo <marker>` and looks
-// for the kernel running its init on the console. The choice is cached per host boot and
-// kernel (a file under the per-boot runtime base) and shared in this process, so a node
-// pays for the probe once. `TRUSTLAUNCH_QEMU_ACCEL=kvm|tcg` forces it when the node's
-// setting is `auto`. Both accelerators run exactly the same measured bytes: the choice is
-// about speed, not trust.
+// default CPU the kernel hangs right after decompression). So the probe boots a guest
+// kernel (the first VM's) under `-accel kvm` with `rdinit=/bin/echo <marker>` and looks
+// for the kernel running its init on the console. The answer is a property of the host:
+// it is cached per host boot (a file under the per-boot runtime base) and shared in this
+// process, so a node pays for the probe once. A boot waits for the probe only briefly:
+// where KVM works the probe answers within a second; where it does not, the probe runs
+// into its timeout in the background while the first VMs boot under TCG.
+// `TRUSTLAUNCH_QEMU_ACCEL=kvm|tcg` forces the choice when the node's setting is `auto`.
+// Both accelerators run exactly the same measured bytes: the choice is about speed, not trust.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Digest } from '../../../protocol/digest.js';
 import { ensurePrivateDir, runtimeBase } from '../runtime-dir.js';
 
 export type Accelerator = 'kvm' | 'tcg';
@@ -27,27 +28,37 @@ export interface ProbeImage {
   readonly qemu: string;
   readonly kernelPath: string;
   readonly initrdPath?: string | undefined;
-  readonly kernelDigest: Digest;
 }
 
 export const KVM_PROBE_TIMEOUT_MS = 15_000;
+/** How long a boot waits for an unfinished probe before it goes ahead under TCG. */
+export const PROBE_WAIT_MS = 2_000;
 const KVM_PROBE_MARKER = 'trustlaunch-kvm-probe-ok';
 /** The kernel's own line when it starts init (printed without `quiet`), or the marker /bin/echo prints. */
 const BOOTED = [KVM_PROBE_MARKER, 'Run /bin/echo as init process'];
 
-const choices = new Map<string, Promise<AcceleratorChoice>>();
+let probe: Promise<AcceleratorChoice> | undefined;
 
-/** The accelerator for VMs booting `image`: forced by the setting (or the environment when `auto`), else probed once per host boot and kernel. */
-export function chooseAccelerator(setting: AcceleratorSetting, image: ProbeImage): Promise<AcceleratorChoice> {
-  if (setting !== 'auto') return Promise.resolve({ accel: setting, reason: `the node's setting (accelerator ${setting})` });
+/**
+ * The accelerator for a VM booting `image`: forced by the setting (or by the environment
+ * when `auto`), else the host's probed answer. With `waitMs`, a probe still running after
+ * that long gives TCG for this VM (the probe goes on for the next ones).
+ */
+export async function chooseAccelerator(setting: AcceleratorSetting, image: ProbeImage, waitMs = Number.POSITIVE_INFINITY): Promise<AcceleratorChoice> {
+  if (setting !== 'auto') return { accel: setting, reason: `the node's setting (accelerator ${setting})` };
   const forced = process.env['TRUSTLAUNCH_QEMU_ACCEL'];
-  if (forced === 'kvm' || forced === 'tcg') return Promise.resolve({ accel: forced, reason: `TRUSTLAUNCH_QEMU_ACCEL=${forced}` });
-  let choice = choices.get(image.kernelDigest);
-  if (choice === undefined) {
-    choice = probeOrCached(image);
-    choices.set(image.kernelDigest, choice);
+  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: `TRUSTLAUNCH_QEMU_ACCEL=${forced}` };
+  probe ??= probeOrCached(image).catch((e: unknown) => ({ accel: 'tcg' as const, reason: `the KVM probe failed: ${e instanceof Error ? e.message : String(e)}` }));
+  if (!Number.isFinite(waitMs)) return probe;
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<AcceleratorChoice>((resolve) => {
+    timer = setTimeout(() => resolve({ accel: 'tcg', reason: `the KVM probe had not answered within ${waitMs} ms (it goes on for later VMs)` }), waitMs);
+  });
+  try {
+    return await Promise.race([probe, waited]);
+  } finally {
+    clearTimeout(timer);
   }
-  return choice;
 }
 
 async function probeOrCached(image: ProbeImage): Promise<AcceleratorChoice> {
@@ -59,7 +70,7 @@ async function probeOrCached(image: ProbeImage): Promise<AcceleratorChoice> {
   const base = runtimeBase();
   ensurePrivateDir(base);
   const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  const cache = join(base, `kvm-probe-${bootId}-${image.kernelDigest.slice(7, 23)}.json`);
+  const cache = join(base, `kvm-probe-${bootId}.json`);
   const cached = readCachedChoice(cache);
   if (cached !== undefined) return { accel: cached.accel, reason: `${cached.reason} (probed earlier this boot)` };
   const choice = await probeKvm(image);
@@ -81,12 +92,17 @@ function readCachedChoice(path: string): AcceleratorChoice | undefined {
 async function probeKvm(image: ProbeImage): Promise<AcceleratorChoice> {
   const dir = mkdtempSync(join(runtimeBase(), 'kvm-probe-'));
   try {
+    // Copies of its own: the VM whose files these are may be gone before the probe ends.
+    const kernelPath = join(dir, 'vmlinuz');
+    copyFileSync(image.kernelPath, kernelPath);
+    const initrdPath = image.initrdPath === undefined ? undefined : join(dir, 'initrd.img');
+    if (initrdPath !== undefined && image.initrdPath !== undefined) copyFileSync(image.initrdPath, initrdPath);
     const consoleLog = join(dir, 'console.log');
     const child = spawn(
       image.qemu,
       [
         '-accel', 'kvm', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-m', '128', '-smp', '1',
-        '-kernel', image.kernelPath, ...(image.initrdPath === undefined ? [] : ['-initrd', image.initrdPath]),
+        '-kernel', kernelPath, ...(initrdPath === undefined ? [] : ['-initrd', initrdPath]),
         '-serial', `file:${consoleLog}`,
         '-append', `console=ttyS0 panic=-1 rdinit=/bin/echo -- ${KVM_PROBE_MARKER}`,
       ],

@@ -9,10 +9,13 @@
 //   copies   the measured kernel and initramfs — the bytes in VM memory the hypervisor
 //            hashed — written into that directory (0400, O_EXCL); QEMU gets exactly
 //            these paths and the measured command line: nothing dom0 can reach is read
-//   accel    KVM if it really boots this kernel, else TCG (probed once per host boot)
+//   accel    KVM if it really boots a guest kernel here, else TCG (probed once per host
+//            boot; a boot waits at most 2 s for an unfinished probe, then takes TCG)
 //   port     a loopback port for `hostfwd` (reserved, probed; another if QEMU loses it) CAPACITY_EXCEEDED
 //   spawn    QEMU, until it holds the port and the VM channel's socket is bridged    VM_BOOT_FAILED
-//   config   hostname, authorized keys and port 22, on the channel
+//   config   hostname, authorized keys and port 22, on the channel — held until the
+//            mini-domain sent the host certificate (at most `certificateWaitMs`), so
+//            the guest's sshd starts with its certificate and never has to restart
 //
 // The runner resolves once the guest starts (like `xl create`); `host-key`, `ready` and
 // `certificate-installed` arrive on the channel afterwards. A QEMU that exits on its own
@@ -24,7 +27,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TrustlaunchError, isTrustlaunchError } from '../../../protocol/errors.js';
-import type { DomainExecution, DomainId, VmBoot } from '../../hypervisor/index.js';
+import type { DomainExecution, DomainId, VmBoot, VmChannelEndpoint } from '../../hypervisor/index.js';
 import { configMessage, parseGuestSetup, type VmBackend, type VmCapacity, type VmEndpoint, type VmUsage } from '../backend.js';
 import type { ChannelStats } from '../channel-bridge.js';
 import { MemoryLedger } from '../memory-ledger.js';
@@ -33,7 +36,7 @@ import { PortAllocator, type PortRange } from '../ports.js';
 import { reapLeftovers, type ReapedVm } from '../reaper.js';
 import { RuntimeDir, defaultRuntimeRoot, type VmDir, type VmRecord } from '../runtime-dir.js';
 import type { GuestEvent, Timeline } from '../timeline.js';
-import { chooseAccelerator, type AcceleratorChoice, type AcceleratorSetting } from './accelerator.js';
+import { PROBE_WAIT_MS, chooseAccelerator, type AcceleratorChoice, type AcceleratorSetting } from './accelerator.js';
 import { INITRD_FILE, KERNEL_FILE, qemuArgs } from './qemu-args.js';
 import { QemuVm } from './qemu-vm.js';
 
@@ -61,6 +64,19 @@ export interface QemuVmBackendOptions {
   readonly startTimeoutMs?: number;
   /** QEMU's seccomp sandbox (default on). */
   readonly sandbox?: boolean;
+  /**
+   * QEMU gets SIGKILL when the node process dies (`setpriv --pdeathsig`, default on when
+   * util-linux's setpriv is installed). Off, a QEMU outlives a crashed node until the
+   * restarted node's reaper kills it (tests of the reaper turn it off).
+   */
+  readonly parentDeathSignal?: boolean;
+  /**
+   * How long the `config` message (which makes the guest start sshd) waits for the host
+   * certificate to go out first (default 10 s; 0 when the node's attestation is off).
+   * With the certificate already in place, sshd starts presenting it, and a user who
+   * verified the receipt never meets an sshd restarting to take the certificate in.
+   */
+  readonly certificateWaitMs?: number;
 }
 
 /** Where a VM runs, for the node's status and for tests (no secrets). */
@@ -88,6 +104,8 @@ interface RunningVm {
   readonly dir: VmDir;
   readonly accelerator: AcceleratorChoice;
   readonly qemu: QemuVm;
+  /** Cancels a config still waiting for the certificate. */
+  readonly cancelConfig: () => void;
   finished: Promise<void> | undefined;
 }
 
@@ -119,7 +137,7 @@ export class QemuVmBackend implements VmBackend {
   readonly #ports: PortAllocator;
   readonly #ledger: MemoryLedger;
   readonly #owner: { readonly pid: number; readonly startTime: string };
-  readonly #o: Required<Pick<QemuVmBackendOptions, 'overheadBytes' | 'vcpus' | 'stopGraceMs' | 'consoleBytes' | 'startTimeoutMs' | 'sandbox'>>;
+  readonly #o: Required<Pick<QemuVmBackendOptions, 'overheadBytes' | 'vcpus' | 'stopGraceMs' | 'consoleBytes' | 'startTimeoutMs' | 'sandbox' | 'certificateWaitMs'>>;
   readonly #vms = new Map<DomainId, RunningVm>();
   readonly #consoles = new Map<DomainId, string>();
   readonly #onExit = (): void => this.#killAllNow();
@@ -131,7 +149,7 @@ export class QemuVmBackend implements VmBackend {
     this.reaped = Object.freeze(reaped);
     this.qemuBinary = qemu;
     this.#setting = options.accelerator ?? 'auto';
-    this.#setpriv = onPath('setpriv');
+    this.#setpriv = options.parentDeathSignal === false ? undefined : onPath('setpriv');
     this.#ports = new PortAllocator(dir, options.ports);
     this.#ledger = new MemoryLedger({ capacityBytes: options.capacityBytes ?? Math.floor(totalmem() * 0.75), minChargeBytes: 0 });
     this.#owner = { pid: process.pid, startTime: ownStartTime() };
@@ -142,6 +160,7 @@ export class QemuVmBackend implements VmBackend {
       consoleBytes: options.consoleBytes ?? 64 * 1024,
       startTimeoutMs: options.startTimeoutMs ?? 30_000,
       sandbox: options.sandbox ?? true,
+      certificateWaitMs: options.certificateWaitMs ?? 10_000,
     };
     this.runner = (boot) => this.#boot(boot);
     process.on('exit', this.#onExit);
@@ -261,15 +280,16 @@ export class QemuVmBackend implements VmBackend {
       await writeMeasuredCopy(kernelPath, boot.image);
       if (initrdPath !== undefined && boot.initrd !== undefined) await writeMeasuredCopy(initrdPath, boot.initrd.bytes);
 
-      const accelerator = await chooseAccelerator(this.#setting, { qemu: this.qemuBinary, kernelPath, initrdPath, kernelDigest: boot.kernelDigest });
+      const accelerator = await chooseAccelerator(this.#setting, { qemu: this.qemuBinary, kernelPath, initrdPath }, PROBE_WAIT_MS);
       this.#lastChoice = accelerator;
 
       const { port, qemu } = await this.#spawnOnFreePort(dir, record, { accel: accelerator.accel, memoryMiB, vcpus: this.#o.vcpus, kernelPath, initrdPath, cmdline, sandbox: this.#o.sandbox }, boot);
       undo.push(() => this.#ports.release(port), () => qemu.stop(0));
-      boot.sendToGuest(configMessage(setup, 22));
+      const cancelConfig = afterCertificate(boot.capability.channel, this.#o.certificateWaitMs, () => boot.sendToGuest(configMessage(setup, 22)));
+      undo.push(cancelConfig);
       // The domain was destroyed while we were starting it: nothing will ever call stop.
       if (boot.capability.channel.closed) throw new TrustlaunchError('DOMAIN_STATE_INVALID', `VM ${vmId} was destroyed while it booted`);
-      const vm: RunningVm = { vmId, name: boot.name, declaredBytes, chargedBytes, memoryMiB, port, dir, accelerator, qemu, finished: undefined };
+      const vm: RunningVm = { vmId, name: boot.name, declaredBytes, chargedBytes, memoryMiB, port, dir, accelerator, qemu, cancelConfig, finished: undefined };
       this.#vms.set(vmId, vm);
       // A QEMU that ends on its own is cleaned up now; a failure shows when stop() is awaited.
       void qemu.exited.then(() => this.#finish(vm)).catch(() => undefined);
@@ -312,6 +332,7 @@ export class QemuVmBackend implements VmBackend {
   /** Stops the VM for certain and gives back its port, directory (with the copies) and memory; idempotent. */
   #finish(vm: RunningVm): Promise<void> {
     vm.finished ??= (async () => {
+      vm.cancelConfig();
       const result = await vm.qemu.stop(this.#o.stopGraceMs);
       this.#keepConsole(vm);
       this.#vms.delete(vm.vmId);
@@ -342,6 +363,36 @@ export class QemuVmBackend implements VmBackend {
       rmSync(vm.dir.path, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * Runs `then` right after the first `host-certificate` message goes to the guest (on the
+ * guest's end of the channel, after the carrier wrote it), or after `ms` at the latest.
+ * Returns a function that cancels it.
+ */
+function afterCertificate(channel: VmChannelEndpoint, ms: number, then: () => void): () => void {
+  if (ms <= 0) {
+    then();
+    return () => undefined;
+  }
+  let pending = true;
+  let timer: NodeJS.Timeout | undefined;
+  let stopListening: () => void = () => undefined;
+  const cancel = (): void => {
+    pending = false;
+    stopListening();
+    clearTimeout(timer);
+  };
+  const fire = (): void => {
+    if (!pending) return;
+    cancel();
+    then();
+  };
+  stopListening = channel.onMessage((m) => {
+    if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'host-certificate') fire();
+  });
+  if (pending) timer = setTimeout(fire, ms);
+  return cancel;
 }
 
 /** The measured command line as QEMU's `-append` argument: one line of text (its bytes are exactly what was hashed). */

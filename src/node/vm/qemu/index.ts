@@ -6,5 +6,5 @@
 //                                        guest: { hostname, authorizedKeys } });
 //   await node.dom0.startVm(vm.vmId);  backend.endpoint(vm.vmId)  →  { host: '127.0.0.1', sshPort }
 export { DEFAULT_OVERHEAD_BYTES, MIN_VM_MEMORY_BYTES, QemuVmBackend, openQemuVmBackend, type QemuVmBackendOptions, type QemuVmInspection } from './backend.js';
-export { KVM_PROBE_TIMEOUT_MS, chooseAccelerator, type Accelerator, type AcceleratorChoice, type AcceleratorSetting, type ProbeImage } from './accelerator.js';
+export { KVM_PROBE_TIMEOUT_MS, PROBE_WAIT_MS, chooseAccelerator, type Accelerator, type AcceleratorChoice, type AcceleratorSetting, type ProbeImage } from './accelerator.js';
 export { CHANNEL_PORT_NAME, CHANNEL_SOCKET, INITRD_FILE, KERNEL_FILE, qemuArgs, type QemuArgs } from './qemu-args.js';

@@ -1,6 +1,7 @@
 // The decisions log: every judgement of evidence and every registration step's outcome,
 // refusals and replays included. Append-only at the database level.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import { dialectOf } from '../../store/index.js';
 import { random } from '../random.js';
 import type { CaSchema, DecisionTable } from './schema.js';
 
@@ -20,7 +21,18 @@ export function decisionId(at: number): string {
 }
 
 export async function insertDecisions(db: Db, rows: readonly DecisionRow[]): Promise<void> {
+  if (rows.length > 0 && dialectOf(db) === 'postgres') return insertDecisionsPostgres(db, rows);
   for (let i = 0; i < rows.length; i += CHUNK) await db.insertInto('ca_decisions').values(rows.slice(i, i + CHUNK)).execute();
+}
+
+/** PostgreSQL: one array per column through unnest (as insertReceipts does). */
+async function insertDecisionsPostgres(db: Db, rows: readonly DecisionRow[]): Promise<void> {
+  const column = <K extends keyof DecisionRow>(k: K): Array<DecisionRow[K]> => rows.map((r) => r[k]);
+  await sql`
+    insert into ca_decisions (id, at, kind, outcome, node_id, vm_id, nonce, step, code, message, evidence_hash, receipt_jti)
+    select * from unnest(${column('id')}::text[], ${column('at')}::bigint[], ${column('kind')}::text[], ${column('outcome')}::text[], ${column('node_id')}::text[],
+      ${column('vm_id')}::text[], ${column('nonce')}::text[], ${column('step')}::text[], ${column('code')}::text[], ${column('message')}::text[],
+      ${column('evidence_hash')}::text[], ${column('receipt_jti')}::text[])`.execute(db);
 }
 
 export interface DecisionQuery {

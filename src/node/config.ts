@@ -99,6 +99,8 @@ export const NodeConfigSchema = z.strictObject({
         /** Charged per VM on top of its memory, for QEMU itself. */
         overheadMiB: z.number().int().min(0).max(4096).optional(),
         vcpus: z.number().int().min(1).max(64).optional(),
+        /** How long a guest's config waits for its host certificate (0: configure at once; docs/qemu-vms.md). */
+        certificateWaitMs: z.number().int().min(0).max(60_000).optional(),
       })
       .optional(),
   }),

@@ -165,6 +165,7 @@ function openBackend(kind: VmBackendKind, config: NodeConfig, paths: NodePaths, 
     ...(q?.accelerator === undefined ? {} : { accelerator: q.accelerator }),
     ...(q?.overheadMiB === undefined ? {} : { overheadBytes: q.overheadMiB * MiB }),
     ...(q?.vcpus === undefined ? {} : { vcpus: q.vcpus }),
+    ...(q?.certificateWaitMs === undefined ? {} : { certificateWaitMs: q.certificateWaitMs }),
     // No certificate ever comes when attestation is off: the guest is configured at once.
     ...(config.attestation === 'off' ? { certificateWaitMs: 0 } : {}),
     ...o.qemuVms,

@@ -1,0 +1,260 @@
+// `npm run bench -- qemu [--json] [--launches N] [--concurrent N]`
+//
+// Real Linux VMs under QEMU (the project's guest, scripts/build-guest.sh; KVM when it
+// really works, TCG otherwise — the accelerator is in the notes), on nodes of one run:
+// attesting ones, and one with attestation off (the node's benchmark switch,
+// docs/node.md); the real CA in this process on loopback; each VM created through dom0
+// as the manager does.
+//
+// 1. Boot → verified ssh, N launches each (default 5, after one warm-up each), interleaved:
+//      attested    create → the CA's receipt for the nonce (long-poll) → the client's own
+//                  verification pipeline (src/client/verify.ts: signature, nonce, status,
+//                  VM, host key, host certificate, authorized key) → known_hosts lines;
+//                  and the guest's sshd is up (its `ready`: what the manager shows as
+//                  `running`) → `ssh -o StrictHostKeyChecking=yes … true` succeeds
+//      unattested  create → the guest's sshd is up (`ready`) → its host key read with
+//                  ssh-keyscan (trust on first use: the earliest an unattested user could
+//                  log in) → the same `ssh … true` succeeds
+//    An ssh that fails (sshd not up yet, or restarting) is retried every 50 ms; the
+//    retries are counted. The attested node runs the default (the guest's config waits
+//    for its certificate, so sshd starts with it); a second attested node sends the
+//    config at once (`certificateWaitMs: 0`: sshd starts earlier, then restarts to take
+//    the certificate in) — the trade-off, measured. Goal: default ratio ≤ 1.05.
+// 2. M VMs (default 4) launched at once on this machine, attested and verified as above:
+//    every one verified, and the time until the last ssh succeeded; baseline the same M
+//    launched at once with attestation off.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { TrustedCa } from '../src/client/pinned-ca.js';
+import type { CaClient } from '../src/ca/client.js';
+import type { RunningNode } from '../src/node/node.js';
+import type { QemuVmBackend } from '../src/node/vm/qemu/index.js';
+import type { Digest } from '../src/protocol/digest.js';
+import { TrustlaunchError } from '../src/protocol/errors.js';
+import { percentile, type BenchContext } from './lib/report.js';
+
+const SSH_DEADLINE_MS = 180_000;
+const median = (xs: readonly number[]): number => percentile(xs, 50);
+
+function argValue(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function exec(file: string, args: readonly string[], timeoutMs = 30_000): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
+      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+type Mode = 'on' | 'on-early' | 'off';
+const MODES: readonly Mode[] = ['on', 'on-early', 'off'];
+
+interface Setup {
+  readonly dir: string;
+  readonly nodes: Record<Mode, RunningNode>;
+  readonly ca: TrustedCa;
+  readonly caClient: CaClient;
+  readonly image: Digest;
+  readonly key: { readonly publicKey: string; readonly privateKeyFile: string };
+  close(): Promise<void>;
+}
+
+/** The CA in this process, two QEMU nodes (attestation on / off), the guest on both and allowlisted as its triple. */
+async function setUp(): Promise<Setup> {
+  const { initCaDirectory, loadCaDirectory, addEndorsementRoot } = await import('../src/ca/directory.js');
+  const { startCaService } = await import('../src/ca/service.js');
+  const { CaAdminClient, CaClient } = await import('../src/ca/client.js');
+  const { initNode } = await import('../src/node/init.js');
+  const { startNode } = await import('../src/node/node.js');
+  const { buildGuest, readManifestFile } = await import('../src/node/vm/qemu/guest-image.js');
+  const { trustCa, loadPinnedCa } = await import('../src/client/pinned-ca.js');
+  const { clientPaths } = await import('../src/client/paths.js');
+
+  const dir = mkdtempSync(join(tmpdir(), 'tl-bench-qemu-'));
+  const closers: Array<() => Promise<unknown>> = [() => Promise.resolve(rmSync(dir, { recursive: true, force: true }))];
+  const close = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const guest = await buildGuest();
+    const init = await initCaDirectory(join(dir, 'ca'));
+    const material = await loadCaDirectory(join(dir, 'ca'));
+    const service = await startCaService({ material, databaseUrl: `sqlite:${join(dir, 'ca.db')}`, listen: '127.0.0.1:0', threads: 1, logLevel: false });
+    closers.push(() => service.close());
+    const admin = new CaAdminClient({ url: service.url, root: material.root.certificate, token: init.adminToken });
+    closers.push(() => admin.close());
+    const caClient = new CaClient({ url: service.url, root: material.root.certificate });
+    closers.push(() => caClient.close());
+    const rootFile = join(dir, 'ca-root.pem');
+    writeFileSync(rootFile, material.root.certificate.pem);
+    await admin.addAllowlist({ name: 'bench-guest', kernel: guest.manifest.kernel, initrd: guest.manifest.initrd, cmdline: guest.manifest.cmdline });
+
+    const parts = [readFileSync(guest.kernelPath), readFileSync(guest.initrdPath), readFileSync(guest.cmdlinePath), readManifestFile(join(guest.dir, 'manifest.json')).bytes];
+    const nodes = {} as Record<Mode, RunningNode>;
+    for (const mode of MODES) {
+      const attestation = mode === 'off' ? 'off' : 'on';
+      const nodeDir = join(dir, `node-${mode}`);
+      const n = await initNode({ dir: nodeDir, nodeId: `bench-${mode}`, device: 'sim', caUrl: service.url, caCertificateFile: rootFile, listen: { host: '127.0.0.1', port: 0 }, memoryMiB: 4096, attestation, vmBackend: 'qemu' });
+      for (const root of n.endorsementRoots) await addEndorsementRoot(join(dir, 'ca'), root);
+      if (attestation === 'on') {
+        const m = n.measurements;
+        await admin.addPlatform({ name: `bench-${mode}`, hypervisor: m.hypervisor, minidomain: m.minidomain, firmware: m.firmware, bootConfig: m.bootConfig });
+      }
+      const token = attestation === 'on' ? (await admin.createToken()).token : undefined;
+      let registered: () => void = () => undefined;
+      const ready = new Promise<void>((r) => (registered = r));
+      const node = await startNode({
+        dir: nodeDir,
+        ...(token === undefined ? {} : { enrollToken: token }),
+        listen: { host: '127.0.0.1', port: 0 },
+        ...(mode === 'on-early' ? { qemuVms: { certificateWaitMs: 0 } } : {}),
+        log: (l) => {
+          if (l.event === 'registered' || l.event === 'attestation-off') registered();
+        },
+      });
+      closers.push(() => node.stop());
+      await ready;
+      for (const p of parts) await node.dom0.images.putBytes(p);
+      nodes[mode] = node;
+    }
+
+    // The user's side: the CA pinned as `trustlaunch ca trust` pins it, a login key.
+    const paths = clientPaths(join(dir, 'user'));
+    await trustCa({ paths, url: service.url, fingerprint: service.fingerprint });
+    const ca = await loadPinnedCa(paths);
+    const privateKeyFile = join(dir, 'user', 'login_key');
+    const keygen = await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench@qemu', '-f', privateKeyFile]);
+    if (keygen.status !== 0) throw new Error(`ssh-keygen: ${keygen.stderr}`);
+    return { dir, nodes, ca, caClient, image: guest.digest, key: { publicKey: readFileSync(`${privateKeyFile}.pub`, 'utf8').trim(), privateKeyFile }, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** `ssh … true` with strict host key checking against `knownHosts`, retried while sshd is not up (or restarting); returns the retries. */
+async function sshUntilIn(s: Setup, o: { vmId: string; port: number; knownHosts: string; deadline: number }): Promise<number> {
+  const { sshArguments } = await import('../src/client/ssh-endpoint.js');
+  const file = join(s.dir, `known_hosts.${o.vmId}`);
+  writeFileSync(file, o.knownHosts);
+  const argv = sshArguments({ endpoint: { host: '127.0.0.1', port: o.port }, alias: o.vmId, knownHostsFile: file, user: userInfo().username, identityFile: s.key.privateKeyFile, command: ['true'], extraOptions: ['BatchMode=yes', 'ConnectTimeout=30'] });
+  let last = '';
+  for (let retries = 0; Date.now() < o.deadline; retries++) {
+    const r = await exec('ssh', argv, 60_000);
+    if (r.status === 0) return retries;
+    last = r.stderr.trim();
+    if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(last)) throw new TrustlaunchError('HOST_KEY_MISMATCH', `ssh to ${o.vmId}: ${last}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new TrustlaunchError('TIMEOUT', `ssh to ${o.vmId} did not succeed: ${last}`);
+}
+
+let launches = 0;
+
+interface Sample {
+  readonly ms: number;
+  readonly sshRetries: number;
+}
+
+/** One launch, from the create request to a successful strict ssh. */
+async function launch(s: Setup, mode: Mode): Promise<Sample> {
+  const { newNonce } = await import('../src/protocol/nonce.js');
+  const { verifyLaunch } = await import('../src/client/verify.js');
+  const { knownHostLines } = await import('../src/client/known-hosts.js');
+  const { scanHostKeys } = await import('../src/client/ssh-endpoint.js');
+  const node = s.nodes[mode];
+  const backend = node.backend as QemuVmBackend;
+  const vmId = `vm-${mode}-${++launches}`;
+  const nonce = newNonce();
+  const t0 = performance.now();
+  const deadline = Date.now() + SSH_DEADLINE_MS;
+  await node.dom0.vms.create({ vmId, image: s.image, nonce, hostname: vmId, authorizedKey: s.key.publicKey, memoryMiB: 256 });
+  const domain = node.hypervisor.dom0.vms().find((v) => v.name === vmId && v.state === 'running');
+  const port = domain === undefined ? undefined : backend.endpoint(domain.vmId)?.sshPort;
+  if (domain === undefined || port === undefined) throw new Error(`VM ${vmId} is not running`);
+  try {
+    let knownHosts: string;
+    if (mode !== 'off') {
+      const verified = (async () => {
+        const answer = await s.caClient.receipt(nonce, 60);
+        return verifyLaunch(s.ca, { receipt: answer.receipt, hostCertificate: answer.hostCertificate }, { nonce, vmId, authorizedKey: s.key.publicKey, requireHostCertificate: true });
+      })();
+      const [launched] = await Promise.all([verified, backend.waitForGuest(domain.vmId, 'ready', SSH_DEADLINE_MS)]);
+      knownHosts = `${knownHostLines({ alias: vmId, hostKey: launched.hostKey, sshCaKey: s.ca.sshCaKeyLine, comment: 'bench' }).join('\n')}\n`;
+    } else {
+      await backend.waitForGuest(domain.vmId, 'ready', SSH_DEADLINE_MS);
+      const keys = await scanHostKeys({ host: '127.0.0.1', port }, deadline, undefined, ['ed25519']);
+      if (keys.length === 0) throw new Error(`VM ${vmId}: no host key presented`);
+      knownHosts = `${vmId} ${keys[0] as string}\n`;
+    }
+    const sshRetries = await sshUntilIn(s, { vmId, port, knownHosts, deadline });
+    return { ms: performance.now() - t0, sshRetries };
+  } finally {
+    await node.dom0.vms.delete(vmId);
+  }
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const n = Number(argValue(ctx.args, '--launches') ?? '5');
+  const m = Number(argValue(ctx.args, '--concurrent') ?? '4');
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(m) || m < 1) throw new TypeError('--launches and --concurrent are positive integers');
+  const s = await setUp();
+  try {
+    // Warm-up (one each: page cache, the KVM probe, sshd's first start), then interleaved launches.
+    for (const mode of MODES) await launch(s, mode);
+    const samples: Record<Mode, Sample[]> = { on: [], 'on-early': [], off: [] };
+    for (let i = 0; i < n; i++) {
+      // A rotating order, so that no mode always runs first.
+      for (let j = 0; j < MODES.length; j++) {
+        const mode = MODES[(i + j) % MODES.length] as Mode;
+        samples[mode].push(await launch(s, mode));
+      }
+    }
+    const accel = (s.nodes.on.backend as QemuVmBackend).accelerator().chosen;
+    const where = `QEMU ${accel?.accel ?? '?'} (${accel?.reason ?? ''}), 256 MiB, 1 vCPU`;
+    const ms = (mode: Mode): number[] => samples[mode].map((x) => x.ms);
+    const retries = (mode: Mode): number => samples[mode].reduce((t, x) => t + x.sshRetries, 0);
+    const off = median(ms('off'));
+    ctx.report({
+      bench: 'qemu',
+      metric: 'boot → verified ssh, attested, median',
+      value: median(ms('on')),
+      unit: 'ms',
+      baseline: off,
+      note: `${n} launches each, interleaved; baseline: the same guest with attestation off (ready → ssh-keyscan → ssh); ${where}; max ${Math.max(...ms('on')).toFixed(0)} vs ${Math.max(...ms('off')).toFixed(0)} ms; ssh retries ${retries('on')} vs ${retries('off')}`,
+      goal: 'ratio <= 1.05',
+    });
+    ctx.report({
+      bench: 'qemu',
+      metric: 'boot → verified ssh, attested, guest configured before its certificate, median',
+      value: median(ms('on-early')),
+      unit: 'ms',
+      baseline: off,
+      note: `certificateWaitMs 0: sshd starts before the certificate arrives and restarts (SIGHUP) to present it; ssh retries ${retries('on-early')} in ${n} launches (each a connection the restarting sshd reset, or sshd not up yet)`,
+    });
+
+    const together = async (mode: Mode): Promise<number> => {
+      const t0 = performance.now();
+      const done = await Promise.all(Array.from({ length: m }, () => launch(s, mode)));
+      if (done.length !== m) throw new Error('a launch was lost');
+      return performance.now() - t0;
+    };
+    const allOn = await together('on');
+    const allOff = await together('off');
+    ctx.report({
+      bench: 'qemu',
+      metric: `${m} VMs launched at once, all verified: time to the last ssh`,
+      value: allOn,
+      unit: 'ms',
+      baseline: allOff,
+      note: `${m} attested launches at once (each: receipt verified, strict ssh in) on ${where}; baseline: ${m} at once with attestation off`,
+    });
+  } finally {
+    await s.close();
+  }
+}

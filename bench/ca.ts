@@ -3,10 +3,13 @@
 // when TRUSTLAUNCH_TEST_PG or TRUSTLAUNCH_BENCH_PG names a server), a registered software-
 // TPM node, and a separate load process (bench/ca/load.ts) posting pre-generated valid
 // evidence with distinct nonces over HTTPS at a fixed concurrency. Baseline: the raw crypto
-// bound (bench/ca/crypto-bound.ts) on every CPU, measured in the same run.
+// bound (bench/ca/crypto-bound.ts) on every CPU, measured in the same run. Where the time
+// goes: CPU per receipt of each kind of CA thread, of the PostgreSQL backends, of the load
+// process, and the transport floor (the same load against a server that only does TLS and
+// HTTP: bench/ca/floor-server.ts), all measured in the same run on the same CPUs.
 // Goals (issue 3): >= 5,000 receipts/s and >= 0.5 of the crypto bound on SQLite.
 //
-//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--profile DIR]
+//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--floor no] [--profile DIR] [--ca-node-args ARGS]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -60,13 +63,64 @@ function threadSeconds(pid: number): Map<string, number> {
   return by;
 }
 
-async function runLoadProcess(configFile: string): Promise<LoadResult & { cpuUser: number; cpuSys: number }> {
+async function runLoadProcess(configFile: string): Promise<LoadResult> {
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ca/load.ts', import.meta.url).pathname, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`the load process failed (${code})`);
-  return JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult & { cpuUser: number; cpuSys: number };
+  return JSON.parse(out.trim().split('\n').pop() ?? '') as LoadResult;
+}
+
+/** CPU seconds of every process named `name` (e.g. the PostgreSQL server's), by pid. */
+function processSeconds(name: string): Map<number, number> {
+  const by = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) by.set(Number(entry), cpuSeconds(Number(entry)));
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  return by;
+}
+
+/** The server processes (backends) connected to the database at `url` now. */
+async function postgresBackends(url: string): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
+    return rows.map((r) => r.pid);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The transport floor (bench/ca/floor-server.ts): the same load against an HTTPS server
+ * with the CA's TLS identity that only reads each request and writes a canned answer of
+ * the real size.
+ */
+async function transportFloor(caDir: string, config: LoadConfig, configFile: string): Promise<{ result: LoadResult; serverCpuSeconds: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ca/floor-server.ts', import.meta.url).pathname, caDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve((JSON.parse(out.split('\n')[0] ?? '') as { url: string }).url);
+      });
+      child.once('exit', (code) => reject(new Error(`the floor server exited (${code})`)));
+    });
+    writeFileSync(configFile, JSON.stringify({ ...config, url } satisfies LoadConfig));
+    const before = cpuSeconds(child.pid as number);
+    const result = await runLoadProcess(configFile);
+    return { result, serverCpuSeconds: cpuSeconds(child.pid as number) - before };
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 interface Setup {
@@ -140,9 +194,12 @@ export async function run(ctx: BenchContext): Promise<void> {
   const cpus = availableParallelism();
   const threads = Number(arg(ctx.args, '--threads', String(cpus)));
   const which = arg(ctx.args, '--db', 'both');
+  // --floor no: skip the transport floor (measured once, with the first database's node)
+  let floor = arg(ctx.args, '--floor', 'yes') !== 'no';
   // --profile DIR: the CA process writes V8 CPU profiles (every thread) to DIR when it stops.
+  // --ca-node-args "…": more node flags for the CA process (e.g. --perf-basic-prof for perf).
   const profile = arg(ctx.args, '--profile', '');
-  const nodeArgs = profile === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profile];
+  const nodeArgs = [...(profile === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), ...arg(ctx.args, '--ca-node-args', '').split(' ').filter(Boolean)];
 
   const targets: Array<{ name: 'sqlite' | 'postgres'; open: (dir: string) => Promise<{ url: string; drop: () => Promise<void> } | undefined> }> = [];
   if (which !== 'postgres') targets.push({ name: 'sqlite', open: (dir) => Promise.resolve({ url: `sqlite:${join(dir, 'ca.db')}`, drop: () => Promise.resolve() }) });
@@ -157,6 +214,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       continue;
     }
     const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency, nodeArgs });
+    const label = `[${target.name}]`;
     try {
       const configFile = join(tmp.path, 'load.json');
       writeFileSync(configFile, JSON.stringify(setup.config));
@@ -164,23 +222,37 @@ export async function run(ctx: BenchContext): Promise<void> {
       const pid = setup.ca.child.pid as number;
       const cpuBefore = cpuSeconds(pid);
       const threadsBefore = threadSeconds(pid);
+      const postgresBefore = target.name === 'postgres' ? processSeconds('postgres') : new Map<number, number>();
       const result = await runLoadProcess(configFile);
       const caCpu = cpuSeconds(pid) - cpuBefore;
       const threadsAfter = threadSeconds(pid);
+      const postgresCpu = target.name === 'postgres' ? (await postgresBackends(database.url)).reduce((sum, p) => sum + cpuSeconds(p) - (postgresBefore.get(p) ?? 0), 0) : 0;
       const boundAfter = await cryptoBound(cpus, 2000);
       if (result.failed > 0) throw new Error(`${result.failed} requests failed: ${result.firstFailure ?? ''}`);
       const bound = (boundBefore + boundAfter) / 2;
       const note = `${result.ok} receipts over HTTPS, ${concurrency} connections from a separate load process, CA with ${threads} judge threads on ${cpus} CPUs, ${target.name} durable commits; baseline: raw P-256 verify + ES256 sign + Ed25519 sign per receipt on ${cpus} threads (mean of ${Math.round(boundBefore)} and ${Math.round(boundAfter)}/s around the run)`;
-      ctx.report({ bench: 'ca', metric: `receipts per second [${target.name}]`, value: result.perSecond, unit: 'receipts/s', baseline: bound, note, goal: '>= 5000 receipts/s and ratio >= 0.5 (SQLite)' });
-      ctx.report({ bench: 'ca', metric: `latency p50 [${target.name}]`, value: result.p50Ms, unit: 'ms', baseline: null });
-      ctx.report({ bench: 'ca', metric: `latency p99 [${target.name}]`, value: result.p99Ms, unit: 'ms', baseline: null });
-      // Where the time goes: CPU per receipt in the CA process and in the load process (warm-up included in both).
+      ctx.report({ bench: 'ca', metric: `receipts per second ${label}`, value: result.perSecond, unit: 'receipts/s', baseline: bound, note, goal: '>= 5000 receipts/s and ratio >= 0.5 (SQLite)' });
+      ctx.report({ bench: 'ca', metric: `latency p50 ${label}`, value: result.p50Ms, unit: 'ms', baseline: null });
+      ctx.report({ bench: 'ca', metric: `latency p99 ${label}`, value: result.p99Ms, unit: 'ms', baseline: null });
+      // Where the time goes, in CPU-µs per receipt (warm-up included): the CA process by
+      // thread, the PostgreSQL backends serving it, and the load process — all on the same CPUs.
       const all = result.requests + setup.config.warmupRequests;
-      ctx.report({ bench: 'ca', metric: `CA CPU per receipt [${target.name}]`, value: (caCpu / all) * 1e6, unit: 'µs', baseline: (cpus / bound) * 1e6, note: 'baseline: the crypto alone per receipt (CPU-µs)' });
+      const perReceipt = (seconds: number): number => (seconds / all) * 1e6;
+      ctx.report({ bench: 'ca', metric: `CA CPU per receipt ${label}`, value: perReceipt(caCpu), unit: 'µs', baseline: (cpus / bound) * 1e6, note: 'baseline: the crypto alone per receipt (CPU-µs)' });
       for (const [kind, after] of [...threadsAfter].sort()) {
-        ctx.report({ bench: 'ca', metric: `CA CPU per receipt, ${kind} thread(s) [${target.name}]`, value: ((after - (threadsBefore.get(kind) ?? 0)) / all) * 1e6, unit: 'µs', baseline: null });
+        ctx.report({ bench: 'ca', metric: `CA CPU per receipt, ${kind} thread(s) ${label}`, value: perReceipt(after - (threadsBefore.get(kind) ?? 0)), unit: 'µs', baseline: null });
       }
-      ctx.report({ bench: 'ca', metric: `load-process CPU per request [${target.name}]`, value: ((result.cpuUser + result.cpuSys - result.generationSeconds) / all) * 1e6, unit: 'µs', baseline: null, note: 'the HTTPS client on the same machine (evidence generation excluded)' });
+      if (target.name === 'postgres') ctx.report({ bench: 'ca', metric: `PostgreSQL server CPU per receipt ${label}`, value: perReceipt(postgresCpu), unit: 'µs', baseline: null, note: "the backends serving the CA's connections (WAL writer and checkpointer not counted)" });
+      ctx.report({ bench: 'ca', metric: `load-process CPU per request ${label}`, value: perReceipt(result.driveCpuSeconds), unit: 'µs', baseline: null, note: 'the HTTPS client on the same machine (evidence generation excluded)' });
+      if (floor) {
+        floor = false;
+        const f = await transportFloor(join(tmp.path, 'ca'), { ...setup.config, requests: Math.min(requests, 20_000) }, configFile);
+        const floorAll = f.result.requests + setup.config.warmupRequests;
+        const note = 'the same load against an HTTPS server with the CA\'s TLS identity that only reads each request and writes a canned answer of the real size (bench/ca/floor-server.ts)';
+        ctx.report({ bench: 'ca', metric: 'transport floor: requests per second', value: f.result.perSecond, unit: 'requests/s', baseline: null, note });
+        ctx.report({ bench: 'ca', metric: 'transport floor: server CPU per request', value: (f.serverCpuSeconds / floorAll) * 1e6, unit: 'µs', baseline: null });
+        ctx.report({ bench: 'ca', metric: 'transport floor: load-process CPU per request', value: (f.result.driveCpuSeconds / floorAll) * 1e6, unit: 'µs', baseline: null });
+      }
     } finally {
       await setup.dispose();
       await database.drop();

@@ -16,6 +16,7 @@ import { newNonce } from '../../../../src/protocol/nonce.js';
 import { sha256Digest } from '../../../../src/protocol/digest.js';
 import type { VmView } from '../../../../src/node/dom0/vms.js';
 import { readManifestFile, type GuestBundle } from '../../../../src/node/vm/qemu/guest-image.js';
+import { holdsListener } from '../../../../src/node/vm/proc.js';
 import type { QemuVmBackend } from '../../../../src/node/vm/qemu/index.js';
 import { startCluster, waitForAttestation, type Cluster } from '../../support/cluster.js';
 import { portIsFree, run, ssh } from '../support.js';
@@ -146,7 +147,12 @@ void describe('a node with QEMU VMs', () => {
     assert.deepEqual(backend.usage().map((u) => u.name), ['vm-big']);
     assert.equal(backend.capacity().chargedBytes, (1024 + 64) * 1024 * 1024);
     const fits = await create('vm-fits', 512);
-    assert.equal(backend.inspect(fits.domainId)?.memoryMiB, 512);
+    const j = backend.inspect(fits.domainId);
+    assert.equal(j?.memoryMiB, 512);
+    // Two VMs, two forwarded ports, each held by its own QEMU.
+    assert.ok(j !== undefined && j.sshPort !== i.sshPort);
+    assert.equal(holdsListener(i.qemuPid, i.sshPort) && holdsListener(j.qemuPid, j.sshPort), true);
+    assert.equal(holdsListener(j.qemuPid, i.sshPort), false);
     for (const id of ['vm-big', 'vm-fits']) await cluster.dom0.call('DELETE', `/v1/vms/${id}`);
     assert.equal(backend.capacity().chargedBytes, 0);
   });

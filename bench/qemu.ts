@@ -27,12 +27,21 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import type { TrustedCa } from '../src/client/pinned-ca.js';
-import type { CaClient } from '../src/ca/client.js';
-import type { RunningNode } from '../src/node/node.js';
+import { CaAdminClient, CaClient } from '../src/ca/client.js';
+import { addEndorsementRoot, initCaDirectory, loadCaDirectory } from '../src/ca/directory.js';
+import { startCaService } from '../src/ca/service.js';
+import { knownHostLines } from '../src/client/known-hosts.js';
+import { clientPaths } from '../src/client/paths.js';
+import { loadPinnedCa, trustCa, type TrustedCa } from '../src/client/pinned-ca.js';
+import { scanHostKeys, sshArguments } from '../src/client/ssh-endpoint.js';
+import { verifyLaunch } from '../src/client/verify.js';
+import { initNode } from '../src/node/init.js';
+import { startNode, type RunningNode } from '../src/node/node.js';
+import { buildGuest, readManifestFile } from '../src/node/vm/qemu/guest-image.js';
 import type { QemuVmBackend } from '../src/node/vm/qemu/index.js';
 import type { Digest } from '../src/protocol/digest.js';
 import { TrustlaunchError } from '../src/protocol/errors.js';
+import { newNonce } from '../src/protocol/nonce.js';
 import { percentile, type BenchContext } from './lib/report.js';
 
 const SSH_DEADLINE_MS = 180_000;
@@ -66,15 +75,6 @@ interface Setup {
 
 /** The CA in this process, two QEMU nodes (attestation on / off), the guest on both and allowlisted as its triple. */
 async function setUp(): Promise<Setup> {
-  const { initCaDirectory, loadCaDirectory, addEndorsementRoot } = await import('../src/ca/directory.js');
-  const { startCaService } = await import('../src/ca/service.js');
-  const { CaAdminClient, CaClient } = await import('../src/ca/client.js');
-  const { initNode } = await import('../src/node/init.js');
-  const { startNode } = await import('../src/node/node.js');
-  const { buildGuest, readManifestFile } = await import('../src/node/vm/qemu/guest-image.js');
-  const { trustCa, loadPinnedCa } = await import('../src/client/pinned-ca.js');
-  const { clientPaths } = await import('../src/client/paths.js');
-
   const dir = mkdtempSync(join(tmpdir(), 'tl-bench-qemu-'));
   const closers: Array<() => Promise<unknown>> = [() => Promise.resolve(rmSync(dir, { recursive: true, force: true }))];
   const close = async (): Promise<void> => {
@@ -139,7 +139,6 @@ async function setUp(): Promise<Setup> {
 
 /** `ssh … true` with strict host key checking against `knownHosts`, retried while sshd is not up (or restarting); returns the retries. */
 async function sshUntilIn(s: Setup, o: { vmId: string; port: number; knownHosts: string; deadline: number }): Promise<number> {
-  const { sshArguments } = await import('../src/client/ssh-endpoint.js');
   const file = join(s.dir, `known_hosts.${o.vmId}`);
   writeFileSync(file, o.knownHosts);
   const argv = sshArguments({ endpoint: { host: '127.0.0.1', port: o.port }, alias: o.vmId, knownHostsFile: file, user: userInfo().username, identityFile: s.key.privateKeyFile, command: ['true'], extraOptions: ['BatchMode=yes', 'ConnectTimeout=30'] });
@@ -163,10 +162,6 @@ interface Sample {
 
 /** One launch, from the create request to a successful strict ssh. */
 async function launch(s: Setup, mode: Mode): Promise<Sample> {
-  const { newNonce } = await import('../src/protocol/nonce.js');
-  const { verifyLaunch } = await import('../src/client/verify.js');
-  const { knownHostLines } = await import('../src/client/known-hosts.js');
-  const { scanHostKeys } = await import('../src/client/ssh-endpoint.js');
   const node = s.nodes[mode];
   const backend = node.backend as QemuVmBackend;
   const vmId = `vm-${mode}-${++launches}`;

@@ -37,7 +37,7 @@ import { reapLeftovers, type ReapedVm } from '../reaper.js';
 import { RuntimeDir, defaultRuntimeRoot, type VmDir, type VmRecord } from '../runtime-dir.js';
 import type { GuestEvent, Timeline } from '../timeline.js';
 import { PROBE_WAIT_MS, chooseAccelerator, type AcceleratorChoice, type AcceleratorSetting } from './accelerator.js';
-import { INITRD_FILE, KERNEL_FILE, qemuArgs } from './qemu-args.js';
+import { INITRD_FILE, KERNEL_FILE, qemuArgs, type QemuArgs } from './qemu-args.js';
 import { QemuVm } from './qemu-vm.js';
 
 const MiB = 1024 * 1024;
@@ -301,7 +301,7 @@ export class QemuVmBackend implements VmBackend {
   }
 
   /** Allocates a port and starts QEMU on it; another port when QEMU lost the race for it. */
-  async #spawnOnFreePort(dir: VmDir, record: VmRecord, args: Omit<Parameters<typeof qemuArgs>[0], 'sshPort'>, boot: VmBoot): Promise<{ port: number; qemu: QemuVm }> {
+  async #spawnOnFreePort(dir: VmDir, record: VmRecord, args: Omit<QemuArgs, 'sshPort'>, boot: VmBoot): Promise<{ port: number; qemu: QemuVm }> {
     let last: unknown;
     for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
       const port = await this.#ports.allocate(dir);

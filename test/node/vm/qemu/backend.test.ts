@@ -18,7 +18,7 @@ import { openQemuVmBackend, type QemuVmInspection } from '../../../../src/node/v
 import type { ReapedVm } from '../../../../src/node/vm/reaper.js';
 import type { GuestBundle } from '../../../../src/node/vm/qemu/guest-image.js';
 import { processExists } from '../../../support/qemu.js';
-import { tempDir } from '../../../support/system.js';
+import { requireCommand, tempDir } from '../../../support/system.js';
 import { clientKey, portIsFree, type ClientKey } from '../support.js';
 import { BOOT_MS, bootQemuNode, guest, qemuProcessesNaming, waitUntil } from './support.js';
 
@@ -140,6 +140,7 @@ async function kill(child: ChildProcess): Promise<void> {
 
 void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
   void it('with the parent-death signal QEMU dies with the node; the restarted node removes record, port reservation and copies', async () => {
+    requireCommand('setpriv'); // util-linux: the parent-death signal
     const tmp = tempDir('tl-qreap-');
     try {
       const root = join(tmp.path, 'runtime');

@@ -14,7 +14,9 @@ export interface Progress {
 export function createProgress(opts: { readonly json?: boolean; readonly stream?: NodeJS.WriteStream }): Progress {
   const stream = opts.stream ?? process.stderr;
   if (opts.json === true) return { step: () => undefined, succeed: () => undefined, fail: () => undefined, note: () => undefined };
-  if (stream.isTTY !== true) {
+  // A terminal of unknown width (columns 0: a bare pty) gets lines too: the spinner could not
+  // count the lines it has to redraw.
+  if (stream.isTTY !== true || !((stream.columns ?? 0) > 0)) {
     const line = (mark: string, text: string): void => void stream.write(`${mark} ${text}\n`);
     return { step: (t) => line('·', t), succeed: (t) => line('✔', t), fail: (t) => line('✖', t), note: (t) => line(' ', t) };
   }

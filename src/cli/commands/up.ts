@@ -70,16 +70,25 @@ export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>;
   return { json, lines };
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-export function untilSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves on the first SIGINT or SIGTERM. A second one while stopping ends the process at
+ * once (exit 130); the nodes' exit hooks still kill their VMs.
+ */
+export function untilSignal(say: (line: string) => void = () => undefined): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
+    const first = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', first);
+      process.off('SIGTERM', first);
+      const again = (): void => {
+        say('stopping at once');
+        process.exit(130);
+      };
+      process.once('SIGINT', again);
+      process.once('SIGTERM', again);
       resolve(signal);
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    process.on('SIGINT', first);
+    process.on('SIGTERM', first);
   });
 }
 
@@ -98,8 +107,8 @@ export function registerUpCommand(program: Command): void {
         const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'trustlaunch-up-')));
         const temporary = opts.dir === undefined ? dir : undefined;
         const say = opts.json === true ? (): void => undefined : (line: string): void => void process.stderr.write(`${line}\n`);
-        // Ctrl-C while starting: stop what started, then leave.
-        const early = untilSignal();
+        // Ctrl-C while starting: stop what started, then leave (a second Ctrl-C: at once).
+        const early = untilSignal(say);
         let cluster: RunningCluster | undefined;
         try {
           say(`starting in ${dir} …`);

@@ -1,8 +1,14 @@
 // How every `trustlaunch` command reports: human lines on a terminal, one JSON document
 // with --json, errors as `error: CODE: message` on stderr, and the documented exit codes.
-import pc from 'picocolors';
+import { createColors } from 'picocolors';
 import { isTrustlaunchError, type ErrorCode } from '../protocol/errors.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
+
+// Colour only for a person at a terminal: picocolors alone also colours whenever `CI` is
+// set, which would put escape codes into logs and into output that scripts match on.
+const stderrColors = createColors(
+  process.env['NO_COLOR'] === undefined && (process.env['FORCE_COLOR'] !== undefined || process.stderr.isTTY === true),
+);
 
 export interface OutputOptions {
   readonly json?: boolean;
@@ -45,7 +51,7 @@ export function printError(opts: OutputOptions, e: unknown): ExitCode {
     const detail = isTrustlaunchError(e) && e.detail !== undefined ? { detail: e.detail } : {};
     process.stdout.write(`${JSON.stringify({ error: { code, message, ...detail } }, null, 2)}\n`);
   } else {
-    process.stderr.write(`${pc.red('error')}: ${code}: ${message}\n`);
+    process.stderr.write(`${stderrColors.red('error')}: ${code}: ${message}\n`);
   }
   if (!isTrustlaunchError(e) && process.env['TRUSTLAUNCH_DEBUG'] !== undefined && e instanceof Error) {
     process.stderr.write(`${e.stack ?? ''}\n`);

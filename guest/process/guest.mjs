@@ -7,8 +7,9 @@
 //
 // Boot: a fresh Ed25519 host key in a private temp dir → `host-key` on the VM channel
 // (fd 3, newline-delimited JSON, docs/vm-channel.md) → wait for `config` → sshd on
-// 127.0.0.1:sshPort with that key → `ready`. A later `host-certificate` that certifies our
-// key is installed as HostCertificate, sshd reloads (SIGHUP), then `certificate-installed`.
+// 127.0.0.1:sshPort with that key → `ready`. A `host-certificate` that certifies our key
+// is renamed into place as sshd's HostCertificate (named in sshd_config from the start:
+// sshd loads it for every connection, so no reload), then `certificate-installed`.
 // Malformed or invalid lines are dropped and counted, changing nothing (as the QEMU guest).
 // The host key is never written to stdout/stderr: that is the console, which dom0 reads.
 // SIGTERM, or the channel closing (the hypervisor went away), stops sshd and every process
@@ -19,6 +20,7 @@ import { Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import process from 'node:process';
 import { setTimeout } from 'node:timers';
 import { TextDecoder } from 'node:util';
@@ -95,13 +97,12 @@ function run(file, args) {
 }
 
 /**
- * Inode of sshd's socket listening on 127.0.0.1:port, or undefined. Only a socket sshd
- * holds counts (another process may listen there); sshd binds a new one after SIGHUP.
+ * Whether sshd holds a socket listening on 127.0.0.1:port (another process may listen there).
  * @param {number} port
  */
-function listenInode(port) {
+function sshdListens(port) {
   const pid = sshd?.pid;
-  if (pid === undefined) return undefined;
+  if (pid === undefined) return false;
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   /** @type {Set<string>} */
   const held = new Set();
@@ -116,13 +117,13 @@ function listenInode(port) {
     }
     table = readFileSync('/proc/net/tcp', 'utf8');
   } catch {
-    return undefined;
+    return false;
   }
   for (const line of table.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1] === local && f[3] === '0A' && held.has(`socket:[${f[9]}]`)) return f[9];
+    if (f[1] === local && f[3] === '0A' && held.has(`socket:[${f[9]}]`)) return true;
   }
-  return undefined;
+  return false;
 }
 
 // --- state -----------------------------------------------------------------------------------
@@ -150,6 +151,7 @@ const devNull = openSync('/dev/null', 'r+');
 /** @type {Config | undefined} */
 let config;
 let certInstalled = false;
+let readySent = false;
 let dropped = 0;
 /** @type {import('node:child_process').ChildProcess | undefined} */
 let sshd;
@@ -177,7 +179,10 @@ function writeSshdConfig() {
     'ListenAddress 127.0.0.1',
     `Port ${config.sshPort}`,
     `HostKey ${hostKeyPath}`,
-    ...(certInstalled ? [`HostCertificate ${certPath}`] : []),
+    // Named from the start, present or not: OpenSSH 9.2's sshd re-executes for every
+    // connection and loads the certificate then (skipping a missing file), so installing
+    // it is a rename, never a reload (docs/process-vms.md).
+    `HostCertificate ${certPath}`,
     `AuthorizedKeysFile ${keysPath}`,
     `PidFile ${join(dir, 'sshd.pid')}`,
     `AllowUsers ${user}`,
@@ -204,14 +209,13 @@ function writeSshdConfig() {
   renameSync(`${configPath}.new`, configPath);
 }
 
-/** Waits until a listener on the port exists whose inode differs from `previous`. @param {string | undefined} previous */
-async function waitListening(previous) {
+/** Waits until sshd listens on the port. */
+async function waitListening() {
   const port = /** @type {Config} */ (config).sshPort;
   const deadline = Date.now() + LISTEN_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (sshd === undefined || sshd.exitCode !== null || sshd.signalCode !== null) return false;
-    const inode = listenInode(port);
-    if (inode !== undefined && inode !== previous) return true;
+    if (sshdListens(port)) return true;
     await sleep(10);
   }
   return false;
@@ -232,7 +236,7 @@ async function startSshd() {
       void shutdown(1);
     }
   });
-  if (!(await waitListening(undefined))) {
+  if (!(await waitListening())) {
     say('sshd did not start listening');
     await shutdown(1);
     return false;
@@ -253,15 +257,29 @@ async function onConfig(m) {
   say(`configured as ${c.hostname}`);
   if (!(await startSshd())) return;
   send({ type: 'ready', sshPort: c.sshPort });
+  readySent = true;
   say('ready');
-  // A certificate that came before the config is already in sshd's configuration.
+  // A certificate that came before the config is presented from the first connection.
   if (certInstalled) send({ type: 'certificate-installed' });
 }
 
-/** @param {string} file */
-async function fingerprint(file) {
-  const r = await run(SSH_KEYGEN, ['-l', '-f', file]);
-  return r.ok ? r.stdout.split('\n')[0]?.split(' ')[1] : undefined;
+/** `SHA256:…` of our host key, as ssh-keygen prints it: unpadded base64 of the SHA-256 of the key blob. */
+function ownFingerprint() {
+  const blob = readFileSync(`${hostKeyPath}.pub`, 'utf8').split(' ')[1] ?? '';
+  return `SHA256:${createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
+}
+
+/**
+ * The fingerprint of the key an Ed25519 host certificate certifies, from `ssh-keygen -L`
+ * (which checks the CA's signature while loading it: a forged one lists nothing), or
+ * undefined. Only fixed lines count — 1 the file name, 2 the type, 3 the certified key —
+ * so text in later fields (a key ID, principals: they may hold newlines) cannot pose as them.
+ * @param {string} listing
+ */
+function certifiedKey(listing) {
+  const lines = listing.split('\n');
+  if (!/^\s*Type: ssh-ed25519-cert-v01@openssh\.com host certificate$/.test(lines[1] ?? '')) return undefined;
+  return /^\s*Public key: ED25519-CERT (SHA256:[A-Za-z0-9+/]+)$/.exec(lines[2] ?? '')?.[1];
 }
 
 /** @param {Record<string, unknown>} m */
@@ -270,32 +288,23 @@ async function onCertificate(m) {
   if (typeof line !== 'string' || line.length > 8192 || !HOST_CERT.test(line)) return drop('host-certificate: not an ssh-ed25519 certificate line');
   const incoming = join(dir, 'incoming-cert.pub');
   writeFileSync(incoming, `${line}\n`, { mode: 0o600 });
-  // ssh-keygen -L checks the CA's signature over the certificate while loading it.
   const listing = await run(SSH_KEYGEN, ['-L', '-f', incoming]);
-  const isHost = listing.ok && /^\s*Type: ssh-ed25519-cert-v01@openssh\.com host certificate$/m.test(listing.stdout);
-  const certified = /^\s*Public key: ED25519-CERT (SHA256:[A-Za-z0-9+/]+)$/m.exec(listing.stdout)?.[1];
-  if (!isHost) {
+  const certified = listing.ok ? certifiedKey(listing.stdout) : undefined;
+  if (certified === undefined) {
     rmSync(incoming, { force: true });
     return drop('host-certificate: not a valid host certificate');
   }
-  if (certified === undefined || certified !== (await fingerprint(`${hostKeyPath}.pub`))) {
+  if (certified !== ownFingerprint()) {
     rmSync(incoming, { force: true });
     return drop('host-certificate: certifies another key');
   }
+  // rename(2) is atomic: each new connection's sshd loads the previous file or this whole
+  // one. No signal, so no connection is ever reset.
   renameSync(incoming, certPath);
   certInstalled = true;
   say('host certificate installed');
-  if (sshd === undefined) return; // sshd starts with it once the config arrives
-  const previous = listenInode(/** @type {Config} */ (config).sshPort);
-  writeSshdConfig();
-  sshd.kill('SIGHUP');
-  if (!(await waitListening(previous))) {
-    say('sshd did not come back after reload');
-    send({ type: 'log', message: 'sshd did not come back after reload' });
-    return;
-  }
-  say('sshd reloaded with the host certificate');
-  send({ type: 'certificate-installed' });
+  // Before sshd listens, `ready` comes first (onConfig sends certificate-installed after it).
+  if (readySent) send({ type: 'certificate-installed' });
 }
 
 /** @param {Buffer} bytes */

@@ -5,6 +5,7 @@
 #   host -> guest: config, host-certificate (unknown types are ignored)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 . /usr/lib/trustlaunch/common.sh
+. /usr/lib/trustlaunch/certificate.sh
 
 PORT_NAME=org.trustlaunch.channel.0
 LIB=/usr/lib/trustlaunch
@@ -15,8 +16,9 @@ MAX_LINE=16384
 
 configured=0 # a valid config was applied (only the first one counts)
 ssh_port=
-sshd_pid=
+sshd_up=0    # sshd listens on $ssh_port
 cert_installed=0
+own_fp=      # SHA256 fingerprint of this boot's host key (computed on first use)
 dropped=0
 
 # --- the port -----------------------------------------------------------------------
@@ -60,10 +62,11 @@ valid_authorized_key() {
 valid_certificate_line() {
   printf '%s\n' "$1" | grep -Eqx 'ssh-ed25519-cert-v01@openssh\.com [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?'
 }
-# SHA256:… fingerprint of a public key or of the key a certificate certifies.
-fingerprint_of_key() { ssh-keygen -l -f "$1" 2>/dev/null | awk 'NR == 1 { print $2 }'; }
-fingerprint_in_cert() { ssh-keygen -L -f "$1" 2>/dev/null | awk '$1 == "Public" && $2 == "key:" { print $4; exit }'; }
-is_host_cert() { ssh-keygen -L -f "$1" 2>/dev/null | grep -Eq '^[[:space:]]*Type: ssh-ed25519-cert-v01@openssh\.com host certificate$'; }
+# SHA256 fingerprint of this boot's host key (computed once, on first use).
+own_fingerprint() {
+  [ -n "$own_fp" ] || own_fp=$(key_fingerprint "$HOST_KEY.pub")
+  printf '%s\n' "$own_fp"
+}
 
 # --- sshd -----------------------------------------------------------------------------
 write_sshd_config() {
@@ -72,7 +75,11 @@ write_sshd_config() {
     echo "AddressFamily inet"
     echo "ListenAddress 0.0.0.0"
     echo "HostKey $HOST_KEY"
-    [ "$cert_installed" = 1 ] && echo "HostCertificate $HOST_CERT"
+    # Named from the start, present or not: OpenSSH 9.2's sshd re-executes for every
+    # connection and loads the certificate then, skipping it while the file is missing
+    # ("Could not load host certificate" in its log). So installing the certificate is a
+    # rename, never a restart (docs/guest-image.md).
+    echo "HostCertificate $HOST_CERT"
     echo "PidFile /run/sshd.pid"
     echo "UsePAM no"
     echo "PasswordAuthentication no"
@@ -85,17 +92,15 @@ write_sshd_config() {
   } > "$SSHD_CONFIG.new" && mv "$SSHD_CONFIG.new" "$SSHD_CONFIG"
 }
 
-# Inode of the socket listening on $ssh_port (empty if none): sshd re-executes on SIGHUP
-# and binds a new socket, so a changed inode proves the reload finished.
-listen_inode() {
+# Whether a socket listens on $ssh_port (from /proc/net/tcp).
+listening() {
   awk -v port="$(printf ':%04X' "$ssh_port")" \
-    'NR > 1 && substr($2, length($2) - 4) == port && $4 == "0A" { print $10; exit }' /proc/net/tcp
+    'NR > 1 && substr($2, length($2) - 4) == port && $4 == "0A" { found = 1; exit } END { exit !found }' /proc/net/tcp
 }
-# Waits (at most ~30 s, TCG is slow) for a listener whose inode differs from $1.
+# Waits (at most ~30 s, TCG is slow) until sshd listens.
 wait_listener() {
   for _ in $(seq 1 600); do
-    inode=$(listen_inode)
-    [ -n "$inode" ] && [ "$inode" != "$1" ] && return 0
+    listening && return 0
     sleep 0.05
   done
   return 1
@@ -105,12 +110,12 @@ start_sshd() {
   write_sshd_config
   # The channel (fd 3) stays with PID 1: sshd and its sessions never inherit it.
   /usr/sbin/sshd -D -f "$SSHD_CONFIG" -E /var/log/sshd.log 3>&- &
-  sshd_pid=$!
-  if ! wait_listener ""; then
+  if ! wait_listener; then
     say "sshd did not start (see /var/log/sshd.log)"
     send_log "sshd did not start"
     return 1
   fi
+  sshd_up=1
   say "sshd listening on port $ssh_port"
 }
 
@@ -142,7 +147,7 @@ KEYS
   start_sshd || return
   send "{\"v\":1,\"type\":\"ready\",\"sshPort\":$ssh_port}"
   say "ready"
-  # A certificate that arrived before the config is already in sshd's configuration.
+  # A certificate that arrived before the config is presented from the first connection.
   [ "$cert_installed" = 1 ] && send '{"v":1,"type":"certificate-installed"}'
 }
 
@@ -150,27 +155,22 @@ on_certificate() {
   valid_certificate_line "$certificate" || { drop "host-certificate: not an ssh-ed25519 certificate line"; return; }
   incoming=/etc/ssh/incoming-cert.pub
   printf '%s\n' "$certificate" > "$incoming"
-  # ssh-keygen -L checks the CA signature over the certificate; it must certify our key.
-  if ! is_host_cert "$incoming"; then
+  # It must parse as a host certificate (its signature checked) that certifies our key.
+  certified=$(certified_key "$incoming")
+  if [ -z "$certified" ]; then
     rm -f "$incoming"; drop "host-certificate: not a valid host certificate"; return
   fi
-  if [ "$(fingerprint_in_cert "$incoming")" != "$(fingerprint_of_key "$HOST_KEY.pub")" ]; then
+  if [ "$certified" != "$(own_fingerprint)" ]; then
     rm -f "$incoming"; drop "host-certificate: certifies another key"; return
   fi
+  # rename(2) within one filesystem is atomic: each new connection's sshd loads either the
+  # previous file or this whole one. No signal, so no connection is ever reset.
   mv "$incoming" "$HOST_CERT"
   cert_installed=1
   say "host certificate installed"
-  [ -n "$sshd_pid" ] || return 0 # sshd starts with it once the config arrives
-  old=$(listen_inode)
-  write_sshd_config
-  kill -HUP "$sshd_pid"
-  if ! wait_listener "$old"; then
-    say "sshd did not come back after reload"
-    send_log "sshd did not come back after reload"
-    return
-  fi
-  say "sshd reloaded with the host certificate"
-  send '{"v":1,"type":"certificate-installed"}'
+  # From now on every new connection is served with it; before sshd starts, `ready` comes first.
+  [ "$sshd_up" = 1 ] && send '{"v":1,"type":"certificate-installed"}'
+  return 0
 }
 
 handle_line() {

@@ -1,13 +1,15 @@
-// `trustlaunch up`: a CA, a manager and N nodes (software TPM, process VMs) on this
-// machine, in this process, wired together exactly as separate operators would do it with
-// the CLI (README "five-minute walkthrough"):
+// `trustlaunch up`: a CA, a manager and N nodes (process VMs; each node's auth device the
+// software TPM, its own swtpm, or a pci-nvstore) on this machine, in this process, wired
+// together exactly as separate operators would do it with the CLI (README "five-minute
+// walkthrough"):
 //   CA      ca init → ca serve; the shipped guest image allowlisted; each node's EK vendor
 //           root trusted and its boot measurements added as platform reference values
 //   manager manager init → manager serve; the guest pushed as image `guest`; a user added
 //   nodes   node init → node serve with a one-time CA enrollment token (registration) and
 //           a one-time manager join token
-// `stop()` takes it all down (manager, then nodes and their VMs, then the CA). A second
-// `up` on the same directory resumes it: same keys, same ports, same database.
+// `stop()` takes it all down (manager, then nodes with their VMs and their swtpm, then the
+// CA). A second `up` on the same directory resumes it: same keys, same ports, same
+// database, the same device in each node directory (a node's device is its identity).
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -22,6 +24,7 @@ import type { ManagerConfigInput } from '../manager/config.js';
 import { managerPaths } from '../manager/config.js';
 import { startManager, type RunningManager } from '../manager/server.js';
 import { initNode } from '../node/init.js';
+import { nodePaths, readNodeConfig, type NodeDeviceKind } from '../node/config.js';
 import { startNode, type NodeLog, type RunningNode } from '../node/node.js';
 import { defaultGuestImage } from '../node/vm/process/index.js';
 import { sha256Digest } from '../protocol/digest.js';
@@ -32,6 +35,9 @@ import { clusterPaths, readSummary, writeSummary, type ClusterPaths, type Cluste
 export const GUEST_IMAGE_NAME = 'guest';
 export const GUEST_ALLOWLIST_NAME = 'process-guest';
 export const MAX_NODES = 16;
+/** The auth devices `up` gives its nodes: each node has its own (a hardware TPM cannot be shared by N nodes). */
+export const UP_DEVICES = ['sim', 'swtpm', 'pci-nvstore'] as const satisfies readonly NodeDeviceKind[];
+export type UpDevice = (typeof UP_DEVICES)[number];
 
 export interface UpOptions {
   readonly dir: string;
@@ -39,6 +45,11 @@ export interface UpOptions {
   readonly nodes?: number;
   /** One database URL for the CA and the manager (postgres://…); default: SQLite files in DIR. */
   readonly database?: string;
+  /**
+   * Each node's auth device (default `sim`, the software TPM). `swtpm`: every node starts its
+   * own swtpm over a state directory in its node directory and stops it when the node stops.
+   */
+  readonly device?: UpDevice;
   /** `off`: nodes never attest (a benchmark switch, docs/node.md). */
   readonly attestation?: 'on' | 'off';
   /** The user created for you (default `demo`). */
@@ -101,6 +112,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export async function up(o: UpOptions): Promise<RunningCluster> {
   const count = o.nodes ?? 2;
   if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) throw new TrustlaunchError('MALFORMED_REQUEST', `--nodes is 1..${MAX_NODES}`);
+  if (o.device !== undefined && !(UP_DEVICES as readonly string[]).includes(o.device)) throw new TrustlaunchError('MALFORMED_REQUEST', `--device is one of ${UP_DEVICES.join(', ')}`);
   const paths = clusterPaths(o.dir);
   const progress = o.progress ?? (() => undefined);
   const previous = await readSummary(paths);
@@ -109,6 +121,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
   if (previous !== undefined && previous.nodes.length !== count && o.nodes !== undefined) {
     throw new TrustlaunchError('CONFLICT', `${o.dir} holds a cluster of ${previous.nodes.length} node(s); start it without --nodes, or use another --dir`);
   }
+  if (previous !== undefined && o.device !== undefined) await checkDevices(paths, previous.nodes.map((n) => n.id), o.device);
 
   const streams: WriteStream[] = [];
   const stops: Array<() => Promise<void>> = [];
@@ -176,7 +189,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
         const init = await initNode({
           dir,
           nodeId: id,
-          device: 'sim',
+          device: o.device ?? 'sim',
           caUrl: ca.url,
           caCertificateFile: caRootFile,
           listen: { host: '127.0.0.1', port: 0 },
@@ -196,7 +209,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
       stops.push(() => node.stop());
       nodes.push(node);
       if ((previous?.attestation ?? o.attestation ?? 'on') === 'on') await withTimeout(anchored, 60_000, `registration of ${id} with the CA`);
-      progress(`${id} on ${node.url}${previous === undefined ? ', registered with the CA and joined to the manager' : ''}`);
+      progress(`${id} on ${node.url} (${node.hypervisor.status().authDevice.description})${previous === undefined ? ', registered with the CA and joined to the manager' : ''}`);
     }
 
     // --- the user ---------------------------------------------------------------------
@@ -239,6 +252,16 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
   } catch (e) {
     await stopAll();
     throw e;
+  }
+}
+
+/** A resumed directory keeps each node's device: asking for another one is a CONFLICT, not a silent switch. */
+async function checkDevices(paths: ClusterPaths, ids: readonly string[], device: UpDevice): Promise<void> {
+  for (const id of ids) {
+    const config = await readNodeConfig(nodePaths(paths.node(id)).config);
+    if (config.device.kind !== device) {
+      throw new TrustlaunchError('CONFLICT', `${paths.dir}: node ${id} runs on ${config.device.kind}, not ${device}; start it without --device, or use another --dir`);
+    }
   }
 }
 

@@ -3,58 +3,12 @@
 // guest or sshd process, every port free, its temporary directory gone. A second `up`
 // on the same directory resumes the same cloud (same CA, same ports).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { portIsFree } from '../node/vm/support.js';
 import { tempDir } from '../support/system.js';
 import { fileText, processesUnder, run } from './support/cloud.js';
-
-const BIN = new URL('../../bin/trustlaunch.js', import.meta.url).pathname;
-
-interface UpInfo {
-  dir: string;
-  ca: { url: string; fingerprint: string; identityFile: string };
-  manager: { url: string; caCertFile: string };
-  nodes: Array<{ id: string; url: string; port: number }>;
-  user: { name: string; token: string; tokenFile: string };
-  env: Record<string, string>;
-  commands: string[];
-}
-
-/** Starts `trustlaunch up … --json` and resolves with its JSON document once everything is up. */
-function startUp(args: readonly string[]): Promise<{ child: ChildProcess; info: UpInfo; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'up', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stdout = '';
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`up did not come up in 90 s:\n${stderr}`))), 90_000);
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      try {
-        const info = JSON.parse(stdout) as UpInfo;
-        clearTimeout(timer);
-        resolve({ child, info, exited });
-      } catch {
-        // not complete yet
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`up exited (${code}) before it was up:\n${stderr}`));
-    });
-  });
-}
-
-const portOf = (url: string): number => Number(new URL(url).port);
-
-async function assertNothingLeft(dir: string, ports: readonly number[]): Promise<void> {
-  assert.deepEqual(await processesUnder(dir), [], 'processes left behind');
-  for (const port of ports) assert.equal(await portIsFree(port), true, `port ${port} still taken`);
-}
+import { BIN, assertNothingLeft, portOf, startUp } from './support/up-process.js';
 
 describe('trustlaunch up', () => {
   const tmp = tempDir('tl-up-test-');

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { up, MAX_NODES, type RunningCluster } from '../../cluster/up.js';
+import { up, MAX_NODES, UP_DEVICES, type RunningCluster, type UpDevice } from '../../cluster/up.js';
 import type { ExitCode } from '../exit-codes.js';
 import { action, printResult, type OutputOptions } from '../output.js';
 
@@ -13,6 +13,7 @@ interface UpFlags extends OutputOptions {
   db?: string;
   user?: string;
   attestation?: 'on' | 'off';
+  device?: UpDevice;
 }
 
 function parseNodes(text: string): number {
@@ -20,6 +21,15 @@ function parseNodes(text: string): number {
   if (!Number.isInteger(n) || n < 1 || n > MAX_NODES) throw new InvalidArgumentError(`an integer 1..${MAX_NODES}`);
   return n;
 }
+
+function parseDevice(text: string): UpDevice {
+  const device = UP_DEVICES.find((d) => d === text);
+  if (device === undefined) throw new InvalidArgumentError(UP_DEVICES.join(', '));
+  return device;
+}
+
+/** How a person reads a node's auth device. */
+const DEVICE_TEXT: Readonly<Record<string, string>> = { sim: 'software TPM', swtpm: 'swtpm', 'pci-nvstore': 'pci-nvstore', tpm: 'TPM' };
 
 function parseOnOff(text: string): 'on' | 'off' {
   if (text !== 'on' && text !== 'off') throw new InvalidArgumentError('on or off');
@@ -29,6 +39,7 @@ function parseOnOff(text: string): 'on' | 'off' {
 /** What a user needs to use the cluster: endpoints, the CA fingerprint, the token, and the commands. */
 export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>; lines: string[] } {
   const s = c.summary;
+  const deviceOf = (id: string): string => c.nodes.find((n) => n.config.nodeId === id)?.config.device.kind ?? 'sim';
   const env = {
     TRUSTLAUNCH_MANAGER_URL: s.manager.url,
     TRUSTLAUNCH_MANAGER_CA: c.managerCaFile,
@@ -40,7 +51,7 @@ export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>;
     resumed: c.resumed,
     ca: { url: s.ca.url, fingerprint: s.ca.fingerprint, identityFile: join(c.paths.ca, 'identity.json'), dir: c.paths.ca },
     manager: { url: s.manager.url, caCertFile: c.managerCaFile, dir: c.paths.manager },
-    nodes: s.nodes.map((n) => ({ ...n, dir: c.paths.node(n.id) })),
+    nodes: s.nodes.map((n) => ({ ...n, dir: c.paths.node(n.id), device: deviceOf(n.id) })),
     image: s.image,
     user: { name: s.user, token: c.userToken, tokenFile: c.paths.userToken },
     attestation: s.attestation,
@@ -51,7 +62,7 @@ export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>;
     `trustlaunch is ${c.resumed ? 'up again' : 'up'} in ${c.paths.dir}:`,
     `  CA        ${s.ca.url}  fingerprint ${s.ca.fingerprint}`,
     `  manager   ${s.manager.url}  (TLS CA ${c.managerCaFile})`,
-    ...s.nodes.map((n) => `  ${n.id.padEnd(9)} ${n.url}  (dom0; software TPM, process VMs${s.attestation === 'off' ? ', ATTESTATION OFF' : ''})`),
+    ...s.nodes.map((n) => `  ${n.id.padEnd(9)} ${n.url}  (dom0; ${DEVICE_TEXT[deviceOf(n.id)] ?? deviceOf(n.id)}, process VMs${s.attestation === 'off' ? ', ATTESTATION OFF' : ''})`),
     `  image     ${s.image.name} = ${s.image.digest} (on the CA's allowlist)`,
     `  user      ${s.user}, token ${c.userToken}`,
     `            (also in ${c.paths.userToken}, mode 0600)`,
@@ -95,11 +106,12 @@ export function untilSignal(say: (line: string) => void = () => undefined): Prom
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('run a CA, a manager and N nodes (software TPM, process VMs) on this machine until Ctrl-C')
+    .description('run a CA, a manager and N nodes (process VMs; software TPM, swtpm or pci-nvstore) on this machine until Ctrl-C')
     .option('--nodes <n>', 'how many nodes (default 2)', parseNodes)
     .option('--dir <dir>', 'keep everything in DIR (a second `up --dir DIR` resumes it); default: a temporary directory removed at exit')
     .option('--db <url>', 'one database for the CA and the manager (postgres://…); default: SQLite files in DIR')
     .option('--user <name>', 'the user to create (default demo)')
+    .option('--device <sim|swtpm|pci-nvstore>', "each node's auth device: sim (the software TPM, default), swtpm (its own swtpm in its node directory, stopped with it), pci-nvstore", parseDevice)
     .option('--attestation <on|off>', 'off: nodes never attest (benchmarks only)', parseOnOff)
     .option('--json', 'print one JSON document once everything is up')
     .action(
@@ -118,6 +130,7 @@ export function registerUpCommand(program: Command): void {
             ...(opts.db === undefined ? {} : { database: opts.db }),
             ...(opts.user === undefined ? {} : { user: opts.user }),
             ...(opts.attestation === undefined ? {} : { attestation: opts.attestation }),
+            ...(opts.device === undefined ? {} : { device: opts.device }),
             progress: say,
           });
           const first = await Promise.race([starting.then((c) => ({ c })), early.then(() => undefined)]);

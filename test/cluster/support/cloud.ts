@@ -1,5 +1,5 @@
 // A whole cloud for tests: `up()` (src/cluster/up.ts) in a temporary directory — the real
-// CA, manager and nodes (software TPM, process VMs) in this process — with fast manager
+// CA, manager and nodes (process VMs; the software TPM, or `device`) in this process — with fast manager
 // intervals, and users whose client (the real SDK) has the CA pinned with `trustCa` over
 // HTTPS, each with a config directory and an Ed25519 login key of their own.
 import { execFile } from 'node:child_process';
@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { TrustlaunchClient } from '../../../src/client/client.js';
 import { clientPaths, type ClientPaths } from '../../../src/client/paths.js';
 import { trustCa } from '../../../src/client/pinned-ca.js';
-import { up, type RunningCluster } from '../../../src/cluster/up.js';
+import { up, type RunningCluster, type UpDevice } from '../../../src/cluster/up.js';
 import { requireCommand, tempDir } from '../../support/system.js';
+import { requireSwtpmTools } from '../../tpm/swtpm/support.js';
 
 export interface TestUser {
   readonly name: string;
@@ -45,11 +46,12 @@ export function run(file: string, args: readonly string[], o: { env?: NodeJS.Pro
   });
 }
 
-export async function startCloud(o: { nodes?: number; database?: string; vmMemoryMiB?: number; nodeMemoryMiB?: number } = {}): Promise<TestCloud> {
+export async function startCloud(o: { nodes?: number; database?: string; vmMemoryMiB?: number; nodeMemoryMiB?: number; device?: UpDevice } = {}): Promise<TestCloud> {
   requireCommand('/usr/sbin/sshd');
   requireCommand('ssh');
   requireCommand('ssh-keygen');
   requireCommand('ssh-keyscan');
+  if (o.device === 'swtpm') requireSwtpmTools();
   const tmp = tempDir('tl-cloud-');
   const clients: TrustlaunchClient[] = [];
   let cluster: RunningCluster;
@@ -59,6 +61,7 @@ export async function startCloud(o: { nodes?: number; database?: string; vmMemor
       nodes: o.nodes ?? 2,
       ...(o.database === undefined ? {} : { database: o.database }),
       ...(o.nodeMemoryMiB === undefined ? {} : { nodeMemoryMiB: o.nodeMemoryMiB }),
+      ...(o.device === undefined ? {} : { device: o.device }),
       managerSettings: { ...FAST_MANAGER, ...(o.vmMemoryMiB === undefined ? {} : { vmMemoryMiB: o.vmMemoryMiB }) },
       caThreads: 1,
     });

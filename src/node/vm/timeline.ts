@@ -1,12 +1,18 @@
-// When a VM's guest reached each point of its boot, as its backend saw it on the channel
-// (times only, never a message's content): `host-key`, `ready`, `certificate-installed`,
-// and when the guest ended. Backends, benchmarks and tests wait on these events.
+// When a VM reached each point of its boot, as its backend saw it on the channel (times
+// only, never a message's content): the guest's `host-key`, `ready` and
+// `certificate-installed`; the hypervisor's `config` and `host-certificate` going to the
+// guest; `ready-reported`, when the hypervisor (and so dom0) learnt that sshd is up —
+// the guest's `ready`, held until its certificate is in place when the backend waits for
+// it (certificate-gate.ts); and when the guest ended. Backends, benchmarks and tests wait
+// on these events.
 import { TrustlaunchError } from '../../protocol/errors.js';
 import type { VmChannelMessage } from '../hypervisor/index.js';
 
-/** Guest messages whose arrival the backend notes (times only; never their content). */
-export type GuestEvent = 'host-key' | 'ready' | 'certificate-installed';
-const GUEST_EVENTS: readonly string[] = ['host-key', 'ready', 'certificate-installed'];
+/** Events a caller may wait for. */
+export type GuestEvent = 'host-key' | 'ready' | 'certificate-installed' | 'ready-reported';
+const GUEST_MESSAGES: ReadonlySet<string> = new Set(['host-key', 'ready', 'certificate-installed']);
+/** Hypervisor → guest messages whose sending is noted, under these names. */
+const HOST_MESSAGES: ReadonlyMap<string, string> = new Map([['config', 'config-sent'], ['host-certificate', 'certificate-sent']]);
 
 export interface Timeline {
   /** performance.now() when the guest (process or QEMU) was spawned. */
@@ -15,6 +21,9 @@ export interface Timeline {
   readonly 'host-key'?: number;
   readonly ready?: number;
   readonly 'certificate-installed'?: number;
+  readonly 'ready-reported'?: number;
+  readonly 'config-sent'?: number;
+  readonly 'certificate-sent'?: number;
   readonly exited?: number;
 }
 
@@ -27,14 +36,27 @@ export class GuestTimeline {
 
   /** Notes the first message of each event type the guest sent (after framing). */
   observe(m: VmChannelMessage): void {
-    if (GUEST_EVENTS.includes(m.type) && !this.#events.has(m.type)) this.#note(m.type);
+    if (GUEST_MESSAGES.has(m.type)) this.note(m.type);
+  }
+
+  /** Notes the first message of each noted type the hypervisor sent the guest. */
+  sent(m: VmChannelMessage): void {
+    const event = HOST_MESSAGES.get(m.type);
+    if (event !== undefined) this.note(event);
+  }
+
+  /** Notes `event` now, unless it was noted before. */
+  note(event: string): void {
+    if (this.#events.has(event)) return;
+    this.#events.set(event, performance.now() - this.spawnedAt);
+    for (const w of [...this.#waiters]) w();
   }
 
   /** The guest ended; `how` is shown to waiters (e.g. `1`, `SIGKILL`). */
   ended(how: string): void {
     if (this.#ended !== undefined) return;
     this.#ended = how;
-    this.#note('exited');
+    this.note('exited');
   }
 
   get hasEnded(): boolean {
@@ -45,7 +67,7 @@ export class GuestTimeline {
     return { spawnedAt: this.spawnedAt, ...Object.fromEntries(this.#events) };
   }
 
-  /** Resolves (ms after spawn) when the guest sent `event`; VM_BOOT_FAILED if it ends first, TIMEOUT after `timeoutMs`. */
+  /** Resolves (ms after spawn) when `event` happened; VM_BOOT_FAILED if the guest ends first, TIMEOUT after `timeoutMs`. */
   waitFor(event: GuestEvent, timeoutMs: number): Promise<number> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
@@ -73,10 +95,5 @@ export class GuestTimeline {
       };
       this.#waiters.add(waiter);
     });
-  }
-
-  #note(event: string): void {
-    this.#events.set(event, performance.now() - this.spawnedAt);
-    for (const w of [...this.#waiters]) w();
   }
 }

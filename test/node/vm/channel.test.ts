@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { CHANNEL_MAX_LINE, LineSplitter, decodeGuestLine } from '../../../src/node/vm/process/index.js';
-import { bootProcessNode, clientKey, type ClientKey, type ProcessNode } from './support.js';
+import { bootProcessNodeWithKey, closeProcessNode, type ClientKey, type ProcessNode } from './support.js';
 
 function splitAll(input: Buffer, cuts: number[], maxLine: number): { lines: string[]; overlong: number } {
   const splitter = new LineSplitter(maxLine);
@@ -99,14 +99,8 @@ ch.on('end', () => process.exit(0));
 void describe('a hostile guest on its channel', () => {
   let pn: ProcessNode;
   let key: ClientKey;
-  before(async () => {
-    pn = await bootProcessNode();
-    key = await clientKey();
-  });
-  after(async () => {
-    await pn.close();
-    key.dispose();
-  });
+  before(async () => ({ pn, key } = await bootProcessNodeWithKey()));
+  after(() => closeProcessNode(pn, key));
 
   void it('has its junk dropped and counted, its violations recorded, and its first valid key reported', async () => {
     const { generateKeyPairSync } = await import('node:crypto');

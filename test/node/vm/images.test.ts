@@ -8,21 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import { sha256Digest } from '../../../src/protocol/digest.js';
 import { defaultGuestImage, padGuestImage } from '../../../src/node/vm/process/index.js';
 import { requireCommand, tempDir } from '../../support/system.js';
-import { bootProcessNode, clientKey, run, ssh, tamperedGuestImage, type ClientKey, type ProcessNode } from './support.js';
+import { bootProcessNodeWithKey, closeProcessNode, run, ssh, tamperedGuestImage, type ClientKey, type ProcessNode } from './support.js';
 
 const MIB = 1024 * 1024;
 
 void describe('process-VM images', () => {
   let pn: ProcessNode;
   let key: ClientKey;
-  before(async () => {
-    pn = await bootProcessNode();
-    key = await clientKey();
-  });
-  after(async () => {
-    await pn.close();
-    key.dispose();
-  });
+  before(async () => ({ pn, key } = await bootProcessNodeWithKey()));
+  after(() => closeProcessNode(pn, key));
 
   void it('pads to an exact size; labels give distinct digests; bad sizes and labels are refused', () => {
     const image = defaultGuestImage();

@@ -14,7 +14,7 @@ import { sha256Digest } from '../../../src/protocol/digest.js';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { defaultGuestImage, vmProcesses } from '../../../src/node/vm/process/index.js';
 import { requireCommand, tempDir } from '../../support/system.js';
-import { bootProcessNode, clientKey, guestVariant, portIsFree, run, ssh, type ClientKey, type ProcessNode } from './support.js';
+import { bootProcessNodeWithKey, closeProcessNode, guestVariant, portIsFree, run, ssh, type ClientKey, type ProcessNode } from './support.js';
 
 const BOOT_TIMEOUT_MS = 20_000;
 
@@ -27,14 +27,8 @@ void describe('process VMs', () => {
   let pn: ProcessNode;
   let key: ClientKey;
 
-  before(async () => {
-    pn = await bootProcessNode();
-    key = await clientKey();
-  });
-  after(async () => {
-    await pn.close();
-    key.dispose();
-  });
+  before(async () => ({ pn, key } = await bootProcessNodeWithKey()));
+  after(() => closeProcessNode(pn, key));
 
   async function boot(name: string, image: Uint8Array = defaultGuestImage()) {
     const info = await pn.node.dom0.buildVm({ name, image, guest: { hostname: `${name}.test`, authorizedKeys: [key.publicKey] } });

@@ -3,14 +3,14 @@
 // could not (a frozen guest, its sshd, the record, the port reservation, the private key).
 // A live node's VMs are never touched. Real node processes, killed with SIGKILL.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { openProcessVmBackend, vmProcesses, type ProcessVmInspection, type ReapedVm } from '../../../src/node/vm/process/index.js';
 import { tempDir } from '../../support/system.js';
-import { clientKey, portIsFree, ssh, type ClientKey } from './support.js';
+import { clientKey, killFixtureProcesses, killProcess, portIsFree, ssh, startFixtureProcess, type ClientKey } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/node-process.ts', import.meta.url));
 
@@ -21,35 +21,8 @@ interface NodeProcess {
   readonly reaped: ReapedVm[];
 }
 
-const children: ChildProcess[] = [];
-
-async function startNodeProcess(root: string, key: ClientKey): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, root, key.publicKey], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the node process printed nothing in 60 s:\n${err}`)), 60_000);
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(timer);
-        resolve(out.slice(0, nl));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the node process exited (${code}):\n${err}`)));
-  });
-  const parsed = JSON.parse(line) as { vm: ProcessVmInspection; hostKey: string; reaped: ReapedVm[] };
-  return { child, ...parsed };
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
+function startNodeProcess(root: string, key: ClientKey): Promise<NodeProcess> {
+  return startFixtureProcess<Omit<NodeProcess, 'child'>>(FIXTURE, [root, key.publicKey], 60_000);
 }
 
 const identity = (vm: ProcessVmInspection) => ({ marker: vm.marker, dir: vm.dir });
@@ -60,7 +33,7 @@ void describe('reaping after the node process dies', () => {
     key = await clientKey();
   });
   after(async () => {
-    for (const c of children) await kill(c);
+    await killFixtureProcesses();
     key.dispose();
   });
 
@@ -71,7 +44,7 @@ void describe('reaping after the node process dies', () => {
       const n = await startNodeProcess(root, key);
       assert.deepEqual(n.reaped, []);
       assert.ok(vmProcesses(identity(n.vm)).length >= 2, 'guest and sshd run');
-      await kill(n.child);
+      await killProcess(n.child);
       await waitUntil(() => vmProcesses(identity(n.vm)).length === 0); // the channel closed: the guest stopped
       assert.equal(await portIsFree(n.vm.sshPort), true);
       assert.equal(existsSync(n.vm.dir), true, 'the record stays until a node reaps it');
@@ -96,7 +69,7 @@ void describe('reaping after the node process dies', () => {
       const frozen = vmProcesses(identity(n.vm));
       assert.ok(frozen.length >= 2);
       for (const p of frozen) process.kill(p.pid, 'SIGSTOP'); // it cannot notice its channel closing
-      await kill(n.child);
+      await killProcess(n.child);
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(vmProcesses(identity(n.vm)).length, frozen.length, 'without a reaper they would stay');
       assert.equal(await portIsFree(n.vm.sshPort), false);
@@ -128,7 +101,7 @@ void describe('reaping after the node process dies', () => {
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout.trim(), 'alive');
       await neighbour.close();
-      await kill(n.child);
+      await killProcess(n.child);
       await waitUntil(() => vmProcesses(identity(n.vm)).length === 0);
       const after = await openProcessVmBackend({ runtimeRoot: root });
       assert.equal(after.reaped.length, 1);

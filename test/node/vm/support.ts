@@ -1,35 +1,41 @@
 // Test support for process VMs: a hypervisor on the software TPM with the real process
 // backend, a client key, the real OpenSSH client, and guest image variants (a behaviour
 // marker, and a tampered guest that leaks its private host key to the console).
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js';
+import type { VmBackend } from '../../../src/node/vm/backend.js';
 import { defaultGuestImage, openProcessVmBackend, type ProcessVmBackend, type ProcessVmBackendOptions } from '../../../src/node/vm/process/index.js';
 import { bootTestNode, type TestNode } from '../hypervisor/node-fixture.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 
-export interface ProcessNode extends TestNode {
+/** A node of the real hypervisor (software TPM) whose VMs a real backend runs; no CA. */
+export interface BackendNode<B extends VmBackend> extends TestNode {
   readonly mini: MiniDomainCapability;
-  readonly backend: ProcessVmBackend;
+  readonly backend: B;
   readonly runtimeRoot: string;
   /** Shuts the node down (stopping every VM) and removes the runtime directory. */
   close(): Promise<void>;
 }
+export type ProcessNode = BackendNode<ProcessVmBackend>;
 
-/** The real hypervisor (software TPM) with the real process backend as its VM runner. */
-export async function bootProcessNode(options: Omit<ProcessVmBackendOptions, 'runtimeRoot'> & { runtimeRoot?: string } = {}): Promise<ProcessNode> {
-  requireCommand('/usr/sbin/sshd');
-  requireCommand('ssh-keygen');
-  const tmp = options.runtimeRoot === undefined ? tempDir('tl-pvm-') : undefined;
-  const runtimeRoot = options.runtimeRoot ?? join((tmp as { path: string }).path, 'runtime');
-  const backend = await openProcessVmBackend({ ...options, runtimeRoot });
+/** A runtime directory for a test node: `runtimeRoot`, or a fresh one in a temp dir removed by `dispose`. */
+export function testRuntimeRoot(runtimeRoot: string | undefined, prefix: string): { runtimeRoot: string; dispose: () => void } {
+  if (runtimeRoot !== undefined) return { runtimeRoot, dispose: () => undefined };
+  const tmp = tempDir(prefix);
+  return { runtimeRoot: join(tmp.path, 'runtime'), dispose: tmp.dispose };
+}
+
+/** The real hypervisor with `backend` as its VM runner and its mini-domain launched (it attests nothing here). */
+export async function bootBackendNode<B extends VmBackend>(backend: B, root: { runtimeRoot: string; dispose: () => void }, limits?: { hostMemoryBytes: number }): Promise<BackendNode<B>> {
   const minis: MiniDomainCapability[] = [];
   const t = await bootTestNode({
     miniDomain: ({ capability }) => (minis.push(capability), { stop: () => Promise.resolve() }),
     vmRunner: backend.runner,
+    ...(limits === undefined ? {} : { limits }),
   });
   await t.node.dom0.launchMiniDomain(t.image);
   const mini = minis[0];
@@ -38,13 +44,74 @@ export async function bootProcessNode(options: Omit<ProcessVmBackendOptions, 'ru
     ...t,
     mini,
     backend,
-    runtimeRoot,
+    runtimeRoot: root.runtimeRoot,
     close: async () => {
       await t.node.shutdown();
       await backend.close();
-      tmp?.dispose();
+      root.dispose();
     },
   };
+}
+
+/** The real hypervisor (software TPM) with the real process backend as its VM runner. */
+export async function bootProcessNode(options: Omit<ProcessVmBackendOptions, 'runtimeRoot'> & { runtimeRoot?: string } = {}): Promise<ProcessNode> {
+  requireCommand('/usr/sbin/sshd');
+  requireCommand('ssh-keygen');
+  const root = testRuntimeRoot(options.runtimeRoot, 'tl-pvm-');
+  return bootBackendNode(await openProcessVmBackend({ ...options, runtimeRoot: root.runtimeRoot }), root);
+}
+
+/** A process node and a client key, for a suite's `before`; `closeProcessNode` in its `after`. */
+export async function bootProcessNodeWithKey(): Promise<{ pn: ProcessNode; key: ClientKey }> {
+  return { pn: await bootProcessNode(), key: await clientKey() };
+}
+
+export async function closeProcessNode(pn: ProcessNode | undefined, key: ClientKey | undefined): Promise<void> {
+  await pn?.close();
+  key?.dispose();
+}
+
+/** A node process started from a fixture (`node --import tsx FIXTURE …`), with what it printed. */
+export type FixtureProcess<T> = T & { readonly child: ChildProcess };
+
+const fixtureProcesses: ChildProcess[] = [];
+
+/**
+ * Starts a node-process fixture and resolves with the JSON object it prints as its first
+ * stdout line (it prints it once its VM runs). `killFixtureProcesses` ends what is left.
+ */
+export async function startFixtureProcess<T extends object>(fixture: string, args: readonly string[], timeoutMs: number): Promise<FixtureProcess<T>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  fixtureProcesses.push(child);
+  let out = '';
+  let err = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the node process printed nothing in ${timeoutMs / 1000} s:\n${err}`)), timeoutMs);
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        resolve(out.slice(0, nl));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`the node process exited (${String(code)}):\n${err}`)));
+  });
+  return { child, ...(JSON.parse(line) as T) };
+}
+
+/** SIGKILL (a crash), and waits until it exited. */
+export async function killProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Kills every fixture process this test file started (its `after`). */
+export async function killFixtureProcesses(): Promise<void> {
+  for (const c of fixtureProcesses.splice(0)) await killProcess(c);
 }
 
 export interface ClientKey {

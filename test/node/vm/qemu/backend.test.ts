@@ -7,7 +7,7 @@
 //    dies with it; without it, the restarted node's reaper kills the orphan; either way the
 //    record, the port reservation and the directory (with the kernel copies) go.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import type { ReapedVm } from '../../../../src/node/vm/reaper.js';
 import type { GuestBundle } from '../../../../src/node/vm/qemu/guest-image.js';
 import { processExists } from '../../../support/qemu.js';
 import { requireCommand, tempDir } from '../../../support/system.js';
-import { clientKey, portIsFree, type ClientKey } from '../support.js';
+import { clientKey, killFixtureProcesses, killProcess, portIsFree, startFixtureProcess, type ClientKey } from '../support.js';
 import { BOOT_MS, bootQemuNode, guest, qemuProcessesNaming, waitUntil } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/qemu-node.ts', import.meta.url));
@@ -28,14 +28,13 @@ const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').upd
 
 let g: GuestBundle;
 let key: ClientKey;
-const children: ChildProcess[] = [];
 
 before(async () => {
   g = guest();
   key = await clientKey();
 });
 after(async () => {
-  for (const c of children) await kill(c);
+  await killFixtureProcesses();
   key.dispose();
 });
 
@@ -110,32 +109,8 @@ interface NodeProcess {
   readonly reaped: ReapedVm[];
 }
 
-async function startNodeProcess(root: string, deathSignal: 'on' | 'off'): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, root, deathSignal, key.publicKey], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the node process printed nothing in 90 s:\n${err}`)), 90_000);
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(timer);
-        resolve(out.slice(0, nl));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the node process exited (${String(code)}):\n${err}`)));
-  });
-  return { child, ...(JSON.parse(line) as { vm: QemuVmInspection; reaped: ReapedVm[] }) };
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
+function startNodeProcess(root: string, deathSignal: 'on' | 'off'): Promise<NodeProcess> {
+  return startFixtureProcess<Omit<NodeProcess, 'child'>>(FIXTURE, [root, deathSignal, key.publicKey], 90_000);
 }
 
 void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
@@ -147,7 +122,7 @@ void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
       const n = await startNodeProcess(root, 'on');
       assert.equal(processExists(n.vm.qemuPid), true);
       assert.deepEqual(qemuProcessesNaming(n.vm.dir), [n.vm.qemuPid]);
-      await kill(n.child);
+      await killProcess(n.child);
       assert.equal(await waitUntil(() => !processExists(n.vm.qemuPid), 10_000), true, 'QEMU got SIGKILL when its node died');
       assert.equal(await waitUntil(() => portIsFree(n.vm.sshPort)), true);
       assert.equal(existsSync(join(n.vm.dir, 'vmlinuz')), true, 'the directory stays until a node reaps it');
@@ -172,7 +147,7 @@ void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
       const root = join(tmp.path, 'runtime');
       mkdirSync(root, { mode: 0o700 });
       const n = await startNodeProcess(root, 'off');
-      await kill(n.child);
+      await killProcess(n.child);
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(processExists(n.vm.qemuPid), true, 'the orphan outlived its node');
       assert.equal(holdsListener(n.vm.qemuPid, n.vm.sshPort), true, 'and still holds its port');

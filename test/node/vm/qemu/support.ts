@@ -3,13 +3,12 @@
 // that do not ask the backend: QEMU processes found in /proc by their executable, and
 // loopback ports probed by binding them.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import type { MiniDomainCapability, VmImageBundle } from '../../../../src/node/hypervisor/index.js';
+import type { VmImageBundle } from '../../../../src/node/hypervisor/index.js';
 import { openQemuVmBackend, type QemuVmBackend, type QemuVmBackendOptions } from '../../../../src/node/vm/qemu/index.js';
 import { readGuestBundle, type GuestBundle } from '../../../../src/node/vm/qemu/guest-image.js';
 import { ensureGuestImage } from '../../../support/qemu.js';
-import { requireCommand, tempDir } from '../../../support/system.js';
-import { bootTestNode, type TestNode } from '../../hypervisor/node-fixture.js';
+import { requireCommand } from '../../../support/system.js';
+import { bootBackendNode, testRuntimeRoot, type BackendNode } from '../support.js';
 
 export const MiB = 1024 * 1024;
 /** TCG on a loaded 2-core machine; a boot typically takes 3-5 s. */
@@ -26,40 +25,15 @@ export function bundleFrom(g: GuestBundle): VmImageBundle {
   return { kernel: readFileSync(g.kernelPath), initrd: readFileSync(g.initrdPath), cmdline: readFileSync(g.cmdlinePath) };
 }
 
-export interface QemuNode extends TestNode {
-  readonly mini: MiniDomainCapability;
-  readonly backend: QemuVmBackend;
-  readonly runtimeRoot: string;
-  close(): Promise<void>;
-}
+export type QemuNode = BackendNode<QemuVmBackend>;
 
 /** The real hypervisor (software TPM) with the real QEMU backend as its VM runner; no CA. */
 export async function bootQemuNode(options: Omit<QemuVmBackendOptions, 'runtimeRoot'> & { runtimeRoot?: string } = {}): Promise<QemuNode> {
   requireCommand('qemu-system-x86_64');
-  const tmp = options.runtimeRoot === undefined ? tempDir('tl-qvm-') : undefined;
-  const runtimeRoot = options.runtimeRoot ?? join((tmp as { path: string }).path, 'runtime');
-  // No mini-domain attests here, so no certificate comes: the guest is configured at once unless a test says otherwise.
-  const backend = await openQemuVmBackend({ certificateWaitMs: 0, ...options, runtimeRoot });
-  const minis: MiniDomainCapability[] = [];
-  const t = await bootTestNode({
-    miniDomain: ({ capability }) => (minis.push(capability), { stop: () => Promise.resolve() }),
-    vmRunner: backend.runner,
-    limits: { hostMemoryBytes: 8 * 1024 * MiB },
-  });
-  await t.node.dom0.launchMiniDomain(t.image);
-  const mini = minis[0];
-  if (mini === undefined) throw new Error('the mini-domain did not start');
-  return {
-    ...t,
-    mini,
-    backend,
-    runtimeRoot,
-    close: async () => {
-      await t.node.shutdown();
-      await backend.close();
-      tmp?.dispose();
-    },
-  };
+  const root = testRuntimeRoot(options.runtimeRoot, 'tl-qvm-');
+  // No mini-domain attests here, so no certificate comes: `ready` reaches dom0 at once unless a test says otherwise.
+  const backend = await openQemuVmBackend({ certificateWaitMs: 0, ...options, runtimeRoot: root.runtimeRoot });
+  return bootBackendNode(backend, root, { hostMemoryBytes: 8 * 1024 * MiB });
 }
 
 /** Every running QEMU (by its executable) whose command line names `needle` — the backend is not asked. */

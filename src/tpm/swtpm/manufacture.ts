@@ -95,6 +95,7 @@ export async function manufactureSwtpm(layout: SwtpmLayout, options: Manufacture
     // HOME and XDG_CONFIG_HOME point into the node directory so no default configuration is read or written elsewhere.
     await run('swtpm_setup', args, { timeout: options.timeoutMs ?? 60_000, env: { ...process.env, HOME: layout.nodeDir, XDG_CONFIG_HOME: layout.nodeDir } });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new TrustlaunchError('UNAVAILABLE', 'swtpm_setup is not installed (Debian: apt-get install swtpm swtpm-tools)', { cause: e });
     const stderr = typeof e === 'object' && e !== null && 'stderr' in e ? String(e.stderr) : '';
     const stdout = typeof e === 'object' && e !== null && 'stdout' in e ? String(e.stdout) : '';
     throw new TrustlaunchError('UNAVAILABLE', `swtpm_setup failed: ${(stderr || stdout).trim().slice(-600)}`, { cause: e });

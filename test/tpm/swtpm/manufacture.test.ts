@@ -108,4 +108,16 @@ void describe('swtpm manufacturing with a node-local CA', () => {
     await assert.rejects(manufactureSwtpm(other, { platformModel: 'x\n--option' }), TypeError);
     assert.equal(await isManufactured(other), false);
   });
+
+  void it('names the missing package when swtpm_setup is not installed (`up --device swtpm` on a bare machine)', async () => {
+    const other = swtpmLayout(join(work.path, 'no-tools'));
+    const path = process.env['PATH'];
+    process.env['PATH'] = join(work.path, 'empty-bin');
+    try {
+      await assert.rejects(manufactureSwtpm(other), (e: unknown) => isTrustlaunchError(e, 'UNAVAILABLE') && /swtpm_setup is not installed .*swtpm-tools/.test((e as Error).message));
+    } finally {
+      process.env['PATH'] = path;
+    }
+    assert.equal(await isManufactured(other), false);
+  });
 });

@@ -9,6 +9,7 @@ import { addEndorsementRoot, initCaDirectory, loadCaDirectory, loadEndorsementRo
 import { startCaService } from '../../ca/service.js';
 import { defaultDatabaseUrl, redactUrl } from '../../store/index.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { serveUntilSignal } from '../serve.js';
 import { registerCaAdminCommands } from './ca-admin.js';
 import { collect, parseDuration, parseInteger } from './ca-options.js';
 
@@ -102,16 +103,7 @@ export function registerCaCommands(program: Command): void {
           `CA ${material.config.issuer} serving on ${service.url} (database ${redactUrl(databaseUrl)}, ${service.threads} judge threads)`,
           `fingerprint: ${service.fingerprint}`,
         ]);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await service.close();
+        await serveUntilSignal(() => service.close());
       }),
     );
 

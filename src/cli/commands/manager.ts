@@ -7,6 +7,7 @@ import { startManager } from '../../manager/server.js';
 import type { NodeView, UserView } from '../../manager/http/views.js';
 import { withConnectionOptions, withManager, type ConnectionFlags } from '../context.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { serveUntilSignal } from '../serve.js';
 
 type Flags = ConnectionFlags & OutputOptions;
 
@@ -88,16 +89,7 @@ export function registerManagerCommands(program: Command): void {
           `manager listening on ${running.url} (database ${running.database})`,
           ...(running.reconciled.outcomes.size === 0 ? [] : [`reconciled ${running.reconciled.outcomes.size} VM(s) left mid-way (${failed} failed)`]),
         ]);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await running.close();
+        await serveUntilSignal(() => running.close());
       }),
     );
 

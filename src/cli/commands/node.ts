@@ -14,6 +14,7 @@ import { initNode, measureNode } from '../../node/init.js';
 import { startNode, type NodeLog } from '../../node/node.js';
 import type { NodeView } from '../../node/dom0/api.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { serveUntilSignal } from '../serve.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
@@ -162,16 +163,7 @@ export function registerNodeCommands(program: Command): void {
         printResult(opts, { nodeId: running.hypervisor.nodeId, url: running.url, device: status.authDevice.kind, vmBackend: running.backend.kind, miniDomain: status.miniDomain, measurements: running.measurements }, () => [
           `node ${running.hypervisor.nodeId} serving dom0 on ${running.url} (device ${status.authDevice.kind} at ${status.authDevice.bdf}; mini-domain ${status.miniDomain.state}; ${running.backend.kind} VMs)`,
         ]);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await running.stop();
+        await serveUntilSignal(() => running.stop());
       }),
     );
 

@@ -13,6 +13,7 @@ import { isTrustlaunchError, TrustlaunchError } from '../protocol/errors.js';
 import { DigestSchema, describeIssues } from '../protocol/messages.js';
 import type { NodeCredentials, NodeHealthReport } from './nodes.js';
 import type { AttestationStatus, NodeVmReport } from './node-report.js';
+import { VM_BACKENDS, type VmBackendKind } from './scheduler.js';
 
 const Text = (max: number) => z.string().max(max);
 
@@ -25,6 +26,7 @@ const Dom0NodeSchema = z.object({
   vmCount: z.number().int().min(0).max(1_000_000),
   health: Text(64),
   device: z.object({ kind: Text(64) }),
+  vm: z.object({ backend: z.enum(VM_BACKENDS) }),
 });
 
 const Dom0VmSchema = z.object({
@@ -77,7 +79,7 @@ export class Dom0Client {
     this.#uploadTimeoutMs = opts.uploadTimeoutMs ?? 600_000;
   }
 
-  async node(): Promise<NodeHealthReport & { id: string }> {
+  async node(): Promise<NodeHealthReport & { id: string; vmBackend: VmBackendKind }> {
     const n = parse(Dom0NodeSchema, await this.#call('GET', '/v1/node'), 'GET /v1/node');
     return {
       id: n.id,
@@ -87,6 +89,7 @@ export class Dom0Client {
       maxVms: n.capacity.maxVms,
       health: n.health,
       deviceKind: n.device.kind,
+      vmBackend: n.vm.backend,
     };
   }
 

@@ -6,6 +6,11 @@
 // a VM the node runs although the manager's record says it ended is stopped on the node;
 // a manager-made VM the manager has no record of (deleted while its node was away) is
 // deleted from the node.
+//
+// Each poll also tells which VM backend the node runs (process or QEMU). That is a
+// property of the running node process (`node serve --vm-backend` overrides its config),
+// so the monitor keeps the latest answer in memory rather than a stored one that a node
+// restart could make stale; placement waits for the first round after a start.
 import type { Kysely } from 'kysely';
 import { isTrustlaunchError } from '../protocol/errors.js';
 import type { ManagerConfig } from './config.js';
@@ -17,13 +22,17 @@ import type { Launcher } from './launcher.js';
 import { isTerminal } from './lifecycle.js';
 import type { Log } from './log.js';
 import { aliveOnNode, observe, sameReport, stepFor } from './node-report.js';
-import { listNodes, recordPollFailure, recordPollSuccess, type NodeRecord } from './nodes.js';
+import { listNodes, recordPollFailure, recordPollSuccess, type NodeRecord, type NodeState } from './nodes.js';
+import type { VmBackendKind } from './scheduler.js';
 import { listNodeVms, recordNodeReport, transition } from './vms.js';
 
 export class NodeMonitor {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  readonly #backends = new Map<string, VmBackendKind>();
+  #firstRound: Promise<void> | undefined;
+  #firstRoundDone: (() => void) | undefined;
 
   constructor(
     private readonly db: Kysely<ManagerSchema>,
@@ -34,7 +43,23 @@ export class NodeMonitor {
   ) {}
 
   start(): void {
+    this.#firstRound = new Promise<void>((resolve) => (this.#firstRoundDone = resolve));
     this.#schedule(0);
+  }
+
+  /** Resolves once every node was polled at least once since start() (at once when never started). */
+  async firstRound(): Promise<void> {
+    await this.#firstRound;
+  }
+
+  /** The node with the VM backend it last reported. */
+  withBackend(node: NodeRecord): NodeState {
+    return { ...node, vmBackend: this.#backends.get(node.id) ?? null };
+  }
+
+  /** Forgets what a node reported (it re-joined: perhaps another node behind the id; or it was removed). */
+  forget(nodeId: string): void {
+    this.#backends.delete(nodeId);
   }
 
   /** Polls every node now (after a join, in tests); resolves when done. Never overlaps a tick. */
@@ -49,12 +74,17 @@ export class NodeMonitor {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#running;
+    this.#firstRoundDone?.();
   }
 
   #schedule(ms: number): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
-      void this.pollNow().finally(() => this.#schedule(this.config.nodePollIntervalMs));
+      void this.pollNow().finally(() => {
+        this.#firstRoundDone?.();
+        this.#firstRoundDone = undefined;
+        this.#schedule(this.config.nodePollIntervalMs);
+      });
     }, ms);
   }
 
@@ -78,6 +108,7 @@ export class NodeMonitor {
         return;
       }
       await recordPollSuccess(this.db, node.id, info);
+      this.#backends.set(node.id, info.vmBackend);
       if (node.status !== 'up') this.log.info({ nodeId: node.id }, 'node is up');
     } catch (e) {
       if (isTrustlaunchError(e, 'NOT_FOUND')) return; // removed meanwhile

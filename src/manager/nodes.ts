@@ -11,7 +11,7 @@ import { IdSchema, PemSchema } from '../protocol/messages.js';
 import { transaction } from '../store/index.js';
 import type { ManagerSchema, NodesTable } from './db/schema.js';
 import { consumeJoinToken } from './join-tokens.js';
-import type { NodeLoad } from './scheduler.js';
+import type { NodeLoad, VmBackendKind } from './scheduler.js';
 
 export const NodeJoinRequestSchema = z.strictObject({
   /** The one-time join token (a secret: in the body, never a URL). */
@@ -28,7 +28,8 @@ export type NodeJoinRequest = z.infer<typeof NodeJoinRequestSchema>;
 
 export type NodeStatus = NodesTable['status'];
 
-export interface NodeRecord extends NodeLoad {
+/** A node as stored. Its VM backend is not: see NodeState. */
+export interface NodeRecord extends Omit<NodeLoad, 'vmBackend'> {
   readonly id: string;
   readonly endpoint: string;
   readonly status: NodeStatus;
@@ -38,6 +39,14 @@ export interface NodeRecord extends NodeLoad {
   readonly failures: number;
   readonly health: string | null;
   readonly deviceKind: string | null;
+}
+
+/**
+ * A node with the VM backend it reported in its latest answered poll (null before one
+ * since this manager started, or since it re-joined): what placement and the API see.
+ */
+export interface NodeState extends NodeRecord, NodeLoad {
+  readonly vmBackend: VmBackendKind | null;
 }
 
 /** What the manager needs to talk to a node's dom0 (includes a secret: never log it). */

@@ -1,6 +1,14 @@
 // Placement policies behind one interface (DESIGN.md §5: "pluggable; default
 // least-loaded active node"). A policy sees only nodes and the request; it never picks a
-// node that is not up and healthy, or that lacks a VM slot or the memory the VM needs.
+// node that is not up and healthy, that runs another VM backend than the image needs
+// (a kernel bundle boots only under QEMU, a raw image is a process-VM guest: dom0 on the
+// other backend answers UNSUPPORTED or cannot boot it), or that lacks a VM slot or the
+// memory the VM needs.
+import { VM_BACKENDS, type VmBackendKind } from '../node/config.js';
+import type { ImageKind } from './images/catalog.js';
+
+export { VM_BACKENDS, type VmBackendKind };
+
 export interface NodeLoad {
   readonly id: string;
   readonly status: 'joining' | 'up' | 'down';
@@ -11,10 +19,19 @@ export interface NodeLoad {
   readonly maxVms: number;
   /** The node's own health word; only `ok` nodes take VMs (degraded: its mini-domain is not running). */
   readonly health: string | null;
+  /** The VM backend the node last reported (GET /v1/node `vm.backend`); null until it did. */
+  readonly vmBackend: VmBackendKind | null;
 }
 
 export interface PlacementRequest {
   readonly memoryMiB: number;
+  /** The backend that can run the image (backendFor). */
+  readonly backend: VmBackendKind;
+}
+
+/** Which VM backend runs an image of this kind: bundles are QEMU's, raw images process VMs'. */
+export function backendFor(kind: ImageKind): VmBackendKind {
+  return kind === 'bundle' ? 'qemu' : 'process';
 }
 
 export interface Scheduler {
@@ -26,11 +43,12 @@ export interface Scheduler {
 export const SCHEDULER_NAMES = ['least-loaded', 'bin-pack'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
-/** Up and healthy, with a VM slot and enough free memory for the request. */
+/** Up and healthy, on the image's backend, with a VM slot and enough free memory for the request. */
 export function qualifies(node: NodeLoad, request: PlacementRequest): boolean {
   return (
     node.status === 'up' &&
     node.health === 'ok' &&
+    node.vmBackend === request.backend &&
     node.vmCount < node.maxVms &&
     node.memoryTotalMiB > 0 &&
     node.memoryTotalMiB - node.memoryUsedMiB >= request.memoryMiB

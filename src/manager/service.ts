@@ -17,9 +17,9 @@ import { isTerminal, type VmState } from './lifecycle.js';
 import { silentLog, type Log } from './log.js';
 import { NodeMonitor } from './monitor.js';
 import { Mutex } from './mutex.js';
-import { deleteNode, joinNode, listNodes, requireNode, type NodeJoinRequest, type NodeRecord } from './nodes.js';
+import { deleteNode, joinNode, listNodes, requireNode, type NodeJoinRequest, type NodeState } from './nodes.js';
 import { reconcileVms, type ReconcileSummary } from './reconcile.js';
-import { schedulerNamed, type Scheduler } from './scheduler.js';
+import { backendFor, schedulerNamed, type PlacementRequest, type Scheduler } from './scheduler.js';
 import type { User } from './users.js';
 import {
   activePlacements,
@@ -83,9 +83,10 @@ export class ManagerService {
   // --- VMs (a user's own) -------------------------------------------------------------
 
   /**
-   * DESIGN.md §4.2 steps 1–2: records the request, places it on a node, and starts copying
-   * the image and the nonce there. Resolves once the VM is `scheduled`; NO_NODE_AVAILABLE
-   * (and no record kept) when no node can take it.
+   * DESIGN.md §4.2 steps 1–2: records the request, places it on a node that runs the
+   * image's VM backend, and starts copying the image and the nonce there. Resolves once
+   * the VM is `scheduled`. No record is kept when no node can take it: NO_NODE_FOR_IMAGE
+   * when nodes are up but none runs that backend, else NO_NODE_AVAILABLE.
    */
   async createVm(user: User, request: VmCreateRequest): Promise<VmRecord> {
     if (request.name !== undefined && VM_ID.test(request.name)) {
@@ -103,19 +104,28 @@ export class ManagerService {
       memoryMiB: this.config.vmMemoryMiB,
     });
     const placed = await this.#place(vm);
-    if (placed === 'no-node') {
+    if (placed === 'no-capacity' || placed === 'no-backend') {
       await deleteVmRecord(this.db, vm.id);
-      throw new TrustlaunchError('NO_NODE_AVAILABLE', `no node that is up has ${vm.memoryMiB} MiB free for this VM`);
+      const backend = backendFor(vm.imageKind);
+      if (placed === 'no-backend') {
+        const what = vm.imageKind === 'bundle' ? 'is a kernel bundle, which only a QEMU node boots (node serve --vm-backend qemu)' : 'is a raw image, which only a process-VM node runs';
+        throw new TrustlaunchError('NO_NODE_FOR_IMAGE', `no node that is up runs ${backend} VMs: image ${request.image} ${what}`);
+      }
+      throw new TrustlaunchError('NO_NODE_AVAILABLE', `no ${backend} node that is up has a VM slot and ${vm.memoryMiB} MiB free for this VM`);
     }
     if (placed.state === 'scheduled') this.launcher.launch(placed.id);
     return placed;
   }
 
   /** Places a requested VM; if it was stopped or deleted meanwhile, what became of it. */
-  async #place(vm: VmRecord): Promise<VmRecord | 'no-node'> {
+  async #place(vm: VmRecord): Promise<VmRecord | 'no-capacity' | 'no-backend'> {
+    // After a start, the nodes' backends are known once each was polled.
+    await this.monitor.firstRound();
     return this.#placement.run(async () => {
-      const node = this.scheduler.pick(await this.nodeLoads(), { memoryMiB: vm.memoryMiB });
-      if (node === undefined) return 'no-node';
+      const nodes = await this.nodeLoads();
+      const request: PlacementRequest = { memoryMiB: vm.memoryMiB, backend: backendFor(vm.imageKind) };
+      const node = this.scheduler.pick(nodes, request);
+      if (node === undefined) return noNodeBecause(nodes, request);
       const scheduled = await transition(this.db, vm.id, { from: 'requested', to: 'scheduled', nodeId: node.id });
       if (scheduled !== undefined) return scheduled;
       const now = await getVm(this.db, vm.id);
@@ -128,9 +138,10 @@ export class ManagerService {
    * Each node as the scheduler sees it: what the node last reported, or what the manager
    * has placed there and not yet seen end, whichever is more (the node's report lags).
    */
-  async nodeLoads(): Promise<NodeRecord[]> {
+  async nodeLoads(): Promise<NodeState[]> {
     const placed = await activePlacements(this.db);
-    return (await listNodes(this.db)).map((n) => {
+    return (await listNodes(this.db)).map((record) => {
+      const n = this.monitor.withBackend(record);
       const p = placed.get(n.id);
       return p === undefined ? n : { ...n, memoryUsedMiB: Math.max(n.memoryUsedMiB, p.memoryMiB), vmCount: Math.max(n.vmCount, p.vms) };
     });
@@ -178,17 +189,18 @@ export class ManagerService {
     return createJoinToken(this.db, ttlMs ?? this.config.joinTokenTtlMs);
   }
 
-  async joinNode(request: NodeJoinRequest): Promise<NodeRecord> {
+  async joinNode(request: NodeJoinRequest): Promise<NodeState> {
     const node = await joinNode(this.db, request);
     await this.pool.forget(node.id);
+    this.monitor.forget(node.id);
     this.#log.info({ nodeId: node.id, endpoint: node.endpoint }, 'node joined');
     // Poll it at once, so it is up (or known down) without waiting for the next round.
     void this.monitor.pollNow();
-    return node;
+    return this.monitor.withBackend(node);
   }
 
-  async nodeWithVms(id: string): Promise<{ node: NodeRecord; vms: VmRecord[] }> {
-    const node = await requireNode(this.db, id);
+  async nodeWithVms(id: string): Promise<{ node: NodeState; vms: VmRecord[] }> {
+    const node = this.monitor.withBackend(await requireNode(this.db, id));
     return { node, vms: await listNodeVms(this.db, id) };
   }
 
@@ -196,6 +208,7 @@ export class ManagerService {
   async removeNode(id: string): Promise<void> {
     await deleteNode(this.db, id);
     await this.pool.forget(id);
+    this.monitor.forget(id);
     for (const vm of await listNodeVms(this.db, id)) {
       if (isTerminal(vm.state)) continue;
       await this.launcher.cancel(vm.id);
@@ -204,4 +217,13 @@ export class ManagerService {
       await transition(this.db, vm.id, { from: current.state, to: 'failed', reason: { code: 'VM_LOST', message: `node ${id} was removed from the inventory` } });
     }
   }
+}
+
+/**
+ * Why no node qualified: none of the nodes that are up (with a known backend) runs the
+ * backend the image needs, or those that do are full (or none is up at all).
+ */
+function noNodeBecause(nodes: readonly NodeState[], request: PlacementRequest): 'no-capacity' | 'no-backend' {
+  const up = nodes.filter((n) => n.status === 'up' && n.vmBackend !== null);
+  return up.length > 0 && !up.some((n) => n.vmBackend === request.backend) ? 'no-backend' : 'no-capacity';
 }

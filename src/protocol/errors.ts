@@ -112,6 +112,7 @@ export const ERROR_CODES = {
   // --- manager ------------------------------------------------------------------
   BLOB_DIGEST_MISMATCH: def('malformed', 400, 'the uploaded bytes do not hash to the digest the upload named'),
   NO_NODE_AVAILABLE: def('state', 503, 'no node that is up has capacity for this VM'),
+  NO_NODE_FOR_IMAGE: def('state', 409, "no node that is up runs the VM backend the image needs (a kernel bundle: QEMU; a raw image: process VMs)"),
   NODE_UNREACHABLE: def('transport', 503, "a node's dom0 could not be reached"),
   NODE_RESPONSE_INVALID: def('transport', 502, "a node's dom0 answered with something that does not match its schema"),
   VM_LOST: def('state', 409, 'the node no longer knows the VM, or it never reached its node'),

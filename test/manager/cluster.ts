@@ -1,5 +1,6 @@
 // A manager with real nodes for tests: the CA (src/ca) and N nodes (`initNode` +
-// `startNode`: hypervisor, mini-domain, dom0, process VMs) in this process, each node
+// `startNode`: hypervisor, mini-domain, dom0, process VMs — or QEMU VMs for the nodes
+// `vmBackends` names) in this process, each node
 // registered with the CA and joined to the manager with a one-time join token — the
 // same path `node serve --join` takes. The default process guest is on the CA's
 // allowlist and pushed to the manager as image `guest`.
@@ -9,6 +10,7 @@ import { parseCertificate } from '../../src/crypto/x509.js';
 import { JsonClient } from '../../src/http/client.js';
 import { readSecretFile } from '../../src/crypto/files.js';
 import { sha256Digest, type Digest } from '../../src/protocol/digest.js';
+import type { VmBackendKind } from '../../src/node/config.js';
 import { initNode, type InitializedNode } from '../../src/node/init.js';
 import { startNode, type RunningNode } from '../../src/node/node.js';
 import { defaultGuestImage } from '../../src/node/vm/process/index.js';
@@ -36,12 +38,17 @@ export interface TestCluster {
   readonly guestDigest: Digest;
   /** Uploads bytes as a raw image named `name` (admin). */
   pushImage(name: string, bytes: Uint8Array): Promise<Digest>;
+  /** Uploads a QEMU bundle's parts and names it `name` (admin); resolves to the manifest's digest. */
+  pushBundle(name: string, parts: { kernel: Uint8Array; initrd?: Uint8Array; cmdline?: Uint8Array }): Promise<Digest>;
   /** Resolves once the manager lists every node up. */
   waitForNodesUp(timeoutMs?: number): Promise<void>;
   dispose(): Promise<void>;
 }
 
-export async function startCluster(m: TestManager, o: { nodes: number; memoryMiB?: number; maxVms?: number; attestation?: 'on' | 'off' }): Promise<TestCluster> {
+export async function startCluster(
+  m: TestManager,
+  o: { nodes: number; memoryMiB?: number; maxVms?: number; attestation?: 'on' | 'off'; /** Node i's backend (default process). */ vmBackends?: readonly VmBackendKind[] },
+): Promise<TestCluster> {
   requireCommand('/usr/sbin/sshd');
   requireCommand('ssh-keygen');
   const tmp = tempDir('tl-mgr-cluster-');
@@ -60,13 +67,13 @@ export async function startCluster(m: TestManager, o: { nodes: number; memoryMiB
     tmp.dispose();
   };
   try {
-    for (let i = 1; i <= o.nodes; i++) nodes.push(await startOne(`node-${i}`));
+    for (let i = 1; i <= o.nodes; i++) nodes.push(await startOne(`node-${i}`, o.vmBackends?.[i - 1] ?? 'process'));
   } catch (e) {
     await dispose();
     throw e;
   }
 
-  async function startOne(id: string): Promise<TestNode> {
+  async function startOne(id: string, vmBackend: VmBackendKind): Promise<TestNode> {
     const init = await initNode({
       dir: join(tmp.path, id),
       nodeId: id,
@@ -77,6 +84,7 @@ export async function startCluster(m: TestManager, o: { nodes: number; memoryMiB
       memoryMiB: o.memoryMiB ?? 2048,
       ...(o.maxVms === undefined ? {} : { maxVms: o.maxVms }),
       attestation: o.attestation ?? 'on',
+      vmBackend,
     });
     for (const root of init.endorsementRoots) await ca.trustManufacturer(parseCertificate(await readFile(root, 'utf8')));
     const ms = init.measurements;
@@ -112,16 +120,27 @@ export async function startCluster(m: TestManager, o: { nodes: number; memoryMiB
     };
   }
 
+  const putBlob = async (bytes: Uint8Array): Promise<Digest> => {
+    const digest = sha256Digest(bytes);
+    await m.admin.call('PUT', `/v1/blobs/${digest}`, { raw: { body: bytes, contentType: 'application/octet-stream', length: bytes.length } });
+    return digest;
+  };
+
   return {
     ca,
     nodes,
     key,
     guestDigest,
     pushImage: async (name, bytes) => {
-      const digest = sha256Digest(bytes);
-      await m.admin.call('PUT', `/v1/blobs/${digest}`, { raw: { body: bytes, contentType: 'application/octet-stream', length: bytes.length } });
+      const digest = await putBlob(bytes);
       await m.admin.call('POST', '/v1/images', { body: { name, raw: digest } });
       return digest;
+    },
+    pushBundle: async (name, parts) => {
+      const bundle: Record<string, Digest> = { kernel: await putBlob(parts.kernel) };
+      if (parts.initrd !== undefined) bundle['initrd'] = await putBlob(parts.initrd);
+      if (parts.cmdline !== undefined) bundle['cmdline'] = await putBlob(parts.cmdline);
+      return (await m.admin.call<{ digest: Digest }>('POST', '/v1/images', { body: { name, bundle } })).digest;
     },
     waitForNodesUp: async (timeoutMs = 20_000) => {
       const deadline = Date.now() + timeoutMs;

@@ -1,9 +1,10 @@
-// Placement policies: never a node that is down (or joining) or lacks the memory; the
-// default really picks the least loaded node; bin-pack really packs.
+// Placement policies: never a node that is down (or joining), runs another VM backend
+// than the image needs, or lacks the memory; the default really picks the least loaded
+// node; bin-pack really packs.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { binPack, leastLoaded, qualifies, schedulerNamed, type NodeLoad, type Scheduler } from '../../src/manager/scheduler.js';
+import { backendFor, binPack, leastLoaded, qualifies, schedulerNamed, type NodeLoad, type PlacementRequest, type Scheduler } from '../../src/manager/scheduler.js';
 
 const nodeArb: fc.Arbitrary<NodeLoad> = fc
   .record({
@@ -14,26 +15,30 @@ const nodeArb: fc.Arbitrary<NodeLoad> = fc
     vmCount: fc.nat({ max: 500 }),
     maxVms: fc.nat({ max: 600 }),
     health: fc.constantFrom('ok', 'ok', 'ok', 'degraded', null),
+    vmBackend: fc.constantFrom('process', 'process', 'qemu', null),
   })
   .map(({ usedShare, ...n }) => ({ ...n, memoryUsedMiB: Math.floor(n.memoryTotalMiB * usedShare) }));
 const nodesArb = fc.uniqueArray(nodeArb, { selector: (n) => n.id, maxLength: 12 });
-const requestArb = fc.record({ memoryMiB: fc.integer({ min: 1, max: 1 << 18 }) });
+const requestArb: fc.Arbitrary<PlacementRequest> = fc.record({ memoryMiB: fc.integer({ min: 1, max: 1 << 18 }), backend: fc.constantFrom('process', 'qemu') });
 
 const load = (n: NodeLoad): number => n.memoryUsedMiB / n.memoryTotalMiB;
 const free = (n: NodeLoad): number => n.memoryTotalMiB - n.memoryUsedMiB;
 
 for (const scheduler of [leastLoaded, binPack] as Scheduler[]) {
   describe(`scheduler ${scheduler.name}`, () => {
-    it('never picks a node that is not up and healthy or lacks capacity, and picks one whenever one qualifies (property)', () => {
+    it('never picks a node that is not up and healthy, runs another backend or lacks capacity, and picks one whenever one qualifies (property)', () => {
       fc.assert(
         fc.property(nodesArb, requestArb, (nodes, request) => {
           const picked = scheduler.pick(nodes, request);
-          const eligible = nodes.filter((n) => n.status === 'up' && n.health === 'ok' && n.vmCount < n.maxVms && free(n) >= request.memoryMiB && n.memoryTotalMiB > 0);
+          const eligible = nodes.filter(
+            (n) => n.status === 'up' && n.health === 'ok' && n.vmBackend === request.backend && n.vmCount < n.maxVms && free(n) >= request.memoryMiB && n.memoryTotalMiB > 0,
+          );
           if (picked === undefined) {
             assert.equal(eligible.length, 0);
           } else {
             assert.equal(picked.status, 'up');
             assert.equal(picked.health, 'ok');
+            assert.equal(picked.vmBackend, request.backend, 'the node runs the backend the image needs');
             assert.ok(picked.vmCount < picked.maxVms, 'a VM slot is free');
             assert.ok(free(picked) >= request.memoryMiB);
             assert.ok(nodes.includes(picked));
@@ -72,9 +77,9 @@ describe('least-loaded (the default)', () => {
   });
 
   it('spreads a series of equal VMs evenly over equal nodes', () => {
-    let nodes: NodeLoad[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok' }));
+    let nodes: NodeLoad[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok', vmBackend: 'process' }));
     for (let i = 0; i < 12; i++) {
-      const p = leastLoaded.pick(nodes, { memoryMiB: 256 });
+      const p = leastLoaded.pick(nodes, { memoryMiB: 256, backend: 'process' });
       assert.ok(p !== undefined);
       nodes = nodes.map((n) => (n.id === p.id ? { ...n, memoryUsedMiB: n.memoryUsedMiB + 256, vmCount: n.vmCount + 1 } : n));
     }
@@ -95,15 +100,33 @@ describe('bin-pack', () => {
   });
 
   it('fills one node before using the next', () => {
-    let nodes: NodeLoad[] = ['a', 'b'].map((id) => ({ id, status: 'up', memoryTotalMiB: 1024, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok' }));
+    let nodes: NodeLoad[] = ['a', 'b'].map((id) => ({ id, status: 'up', memoryTotalMiB: 1024, memoryUsedMiB: 0, vmCount: 0, maxVms: 64, health: 'ok', vmBackend: 'process' }));
     const order: string[] = [];
     for (let i = 0; i < 8; i++) {
-      const p = binPack.pick(nodes, { memoryMiB: 256 });
+      const p = binPack.pick(nodes, { memoryMiB: 256, backend: 'process' });
       assert.ok(p !== undefined);
       order.push(p.id);
       nodes = nodes.map((n) => (n.id === p.id ? { ...n, memoryUsedMiB: n.memoryUsedMiB + 256, vmCount: n.vmCount + 1 } : n));
     }
     assert.deepEqual(order, ['a', 'a', 'a', 'a', 'b', 'b', 'b', 'b']);
-    assert.equal(binPack.pick(nodes, { memoryMiB: 1 }), undefined, 'full nodes take nothing');
+    assert.equal(binPack.pick(nodes, { memoryMiB: 1, backend: 'process' }), undefined, 'full nodes take nothing');
+  });
+});
+
+describe('backends', () => {
+  it('a kernel bundle needs a QEMU node, a raw image a process node', () => {
+    assert.equal(backendFor('bundle'), 'qemu');
+    assert.equal(backendFor('raw'), 'process');
+  });
+
+  it('never places on another backend, however much emptier that node is', () => {
+    const node = (id: string, vmBackend: NodeLoad['vmBackend'], memoryUsedMiB: number): NodeLoad => ({ id, status: 'up', memoryTotalMiB: 4096, memoryUsedMiB, vmCount: 1, maxVms: 64, health: 'ok', vmBackend });
+    const nodes = [node('process-full', 'process', 3840), node('qemu-empty', 'qemu', 0), node('unknown', null, 0)];
+    for (const scheduler of [leastLoaded, binPack]) {
+      assert.equal(scheduler.pick(nodes, { memoryMiB: 256, backend: 'process' })?.id, 'process-full', scheduler.name);
+      assert.equal(scheduler.pick(nodes, { memoryMiB: 256, backend: 'qemu' })?.id, 'qemu-empty', scheduler.name);
+      assert.equal(scheduler.pick(nodes, { memoryMiB: 512, backend: 'process' }), undefined, `${scheduler.name}: the process node is full`);
+      assert.equal(scheduler.pick([node('unknown', null, 0)], { memoryMiB: 1, backend: 'process' }), undefined, `${scheduler.name}: a node that has not said its backend takes nothing`);
+    }
   });
 });

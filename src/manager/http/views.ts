@@ -3,7 +3,8 @@
 // (tokens, dom0 credentials) never appear in a view.
 import { z } from 'zod';
 import type { Image } from '../images/catalog.js';
-import type { NodeRecord } from '../nodes.js';
+import type { NodeState } from '../nodes.js';
+import { VM_BACKENDS } from '../scheduler.js';
 import type { User } from '../users.js';
 import type { VmEvent, VmRecord } from '../vms.js';
 
@@ -46,13 +47,15 @@ export const NodeViewSchema = z.strictObject({
   maxVms: z.number(),
   health: z.string().nullable(),
   deviceKind: z.string().nullable(),
+  /** The VM backend the node reported in its latest answered poll (null before one): which images it can run. */
+  vmBackend: z.enum(VM_BACKENDS).nullable(),
   joinedAt: Time,
   lastSeenAt: Time.nullable(),
   lastError: z.string().nullable(),
   failures: z.number(),
 });
 export type NodeView = z.infer<typeof NodeViewSchema>;
-export const nodeView = (n: NodeRecord): NodeView => ({
+export const nodeView = (n: NodeState): NodeView => ({
   id: n.id,
   endpoint: n.endpoint,
   status: n.status,
@@ -62,6 +65,7 @@ export const nodeView = (n: NodeRecord): NodeView => ({
   maxVms: n.maxVms,
   health: n.health,
   deviceKind: n.deviceKind,
+  vmBackend: n.vmBackend,
   joinedAt: iso(n.joinedAt),
   lastSeenAt: isoOrNull(n.lastSeenAt),
   lastError: n.lastError,

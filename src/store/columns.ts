@@ -1,5 +1,6 @@
 // Column conventions that read and write the same on SQLite and PostgreSQL
 // (docs/storage.md): use COLUMN in migrations and these codecs in queries.
+import { sql, type RawBuilder } from 'kysely';
 import { fromBase64url, toBase64url } from '../protocol/base64url.js';
 import { canonicalize, type JsonValue } from '../protocol/canonical-json.js';
 import { TrustlaunchError } from '../protocol/errors.js';
@@ -20,6 +21,15 @@ export const COLUMN = {
   /** JSON: canonical (RFC 8785) text. */
   json: 'text',
 } as const;
+
+/**
+ * `check (column in ('a', 'b'))` for `addColumn(…, (c) => c.check(oneOf(…)))`: a text column
+ * that holds one of a fixed set (enums differ per dialect). The values are constants in
+ * code, never input; quotes are doubled all the same.
+ */
+export function oneOf(column: string, values: readonly string[]): RawBuilder<unknown> {
+  return sql.raw(`${column} in (${values.map((v) => `'${v.replaceAll("'", "''")}'`).join(', ')})`);
+}
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = -MAX_SAFE;

@@ -1,7 +1,7 @@
 // The CA's migrations (namespace `ca`). Receipts and decisions are append-only at the
 // database level: no UPDATE or DELETE path exists for them, whoever asks.
-import { sql, type Kysely } from 'kysely';
-import { appendOnly, COLUMN, type Migrations } from '../../store/index.js';
+import type { Kysely } from 'kysely';
+import { appendOnly, COLUMN, createOneTimeTokenTable, oneOf, type Migrations } from '../../store/index.js';
 
 export const CA_NAMESPACE = 'ca';
 
@@ -9,15 +9,7 @@ export const caMigrations: Migrations = {
   '0001_ca_core': {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations see any schema
     async up(db: Kysely<any>): Promise<void> {
-      await db.schema
-        .createTable('ca_tokens')
-        .addColumn('id', COLUMN.id, (c) => c.primaryKey())
-        .addColumn('token_hash', COLUMN.text, (c) => c.notNull().unique())
-        .addColumn('created_at', COLUMN.time, (c) => c.notNull())
-        .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
-        .addColumn('used_at', COLUMN.time)
-        .addColumn('used_by', COLUMN.text)
-        .execute();
+      await createOneTimeTokenTable(db, 'ca_tokens');
 
       await db.schema
         .createTable('ca_registrations')
@@ -30,7 +22,7 @@ export const caMigrations: Migrations = {
         .addColumn('ak_name', COLUMN.bytes, (c) => c.notNull())
         .addColumn('secret_hash', COLUMN.text, (c) => c.notNull())
         .addColumn('qualifying_data', COLUMN.bytes, (c) => c.notNull())
-        .addColumn('state', COLUMN.text, (c) => c.notNull().check(sqlIn('state', ['pending', 'answered'])))
+        .addColumn('state', COLUMN.text, (c) => c.notNull().check(oneOf('state', ['pending', 'answered'])))
         .addColumn('created_at', COLUMN.time, (c) => c.notNull())
         .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
         .execute();
@@ -38,7 +30,7 @@ export const caMigrations: Migrations = {
       await db.schema
         .createTable('ca_nodes')
         .addColumn('id', COLUMN.id, (c) => c.primaryKey())
-        .addColumn('status', COLUMN.text, (c) => c.notNull().check(sqlIn('status', ['active', 'revoked'])))
+        .addColumn('status', COLUMN.text, (c) => c.notNull().check(oneOf('status', ['active', 'revoked'])))
         .addColumn('ek_public', COLUMN.bytes, (c) => c.notNull())
         .addColumn('ek_certificate', COLUMN.bytes, (c) => c.notNull())
         .addColumn('ak_public', COLUMN.bytes, (c) => c.notNull())
@@ -79,7 +71,7 @@ export const caMigrations: Migrations = {
         .addColumn('jti', COLUMN.text, (c) => c.notNull())
         .addColumn('node_id', COLUMN.text, (c) => c.notNull())
         .addColumn('vm_id', COLUMN.text, (c) => c.notNull())
-        .addColumn('status', COLUMN.text, (c) => c.notNull().check(sqlIn('status', ['affirming', 'contraindicated'])))
+        .addColumn('status', COLUMN.text, (c) => c.notNull().check(oneOf('status', ['affirming', 'contraindicated'])))
         .addColumn('receipt', COLUMN.text, (c) => c.notNull())
         .addColumn('host_certificate', COLUMN.text)
         .addColumn('issued_at', COLUMN.time, (c) => c.notNull())
@@ -91,8 +83,8 @@ export const caMigrations: Migrations = {
         .createTable('ca_decisions')
         .addColumn('id', COLUMN.id, (c) => c.primaryKey())
         .addColumn('at', COLUMN.time, (c) => c.notNull())
-        .addColumn('kind', COLUMN.text, (c) => c.notNull().check(sqlIn('kind', ['evidence', 'registration'])))
-        .addColumn('outcome', COLUMN.text, (c) => c.notNull().check(sqlIn('outcome', ['affirming', 'contraindicated', 'refused', 'challenged', 'registered'])))
+        .addColumn('kind', COLUMN.text, (c) => c.notNull().check(oneOf('kind', ['evidence', 'registration'])))
+        .addColumn('outcome', COLUMN.text, (c) => c.notNull().check(oneOf('outcome', ['affirming', 'contraindicated', 'refused', 'challenged', 'registered'])))
         .addColumn('node_id', COLUMN.text)
         .addColumn('vm_id', COLUMN.text)
         .addColumn('nonce', COLUMN.text)
@@ -109,8 +101,3 @@ export const caMigrations: Migrations = {
     },
   },
 };
-
-/** `check (column in ('a', 'b'))` with literal values (they are constants, never input). */
-function sqlIn(column: string, values: readonly string[]) {
-  return sql.raw(`${column} in (${values.map((v) => `'${v.replaceAll("'", "''")}'`).join(', ')})`);
-}

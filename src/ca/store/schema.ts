@@ -1,19 +1,15 @@
 // The CA's tables (docs/ca.md "Storage"). Column conventions are the store's
 // (docs/storage.md): ids and binary as text, times as integer milliseconds.
+import type { OneTimeTokenTable } from '../../store/index.js';
+
 export type NodeStatus = 'active' | 'revoked';
 export type RegistrationState = 'pending' | 'answered';
 /** What became of one request: evidence (affirming, contraindicated, refused) or registration (challenged, registered, refused). */
 export type DecisionOutcome = 'affirming' | 'contraindicated' | 'refused' | 'challenged' | 'registered';
 export type DecisionKind = 'evidence' | 'registration';
 
-export interface TokenTable {
-  id: string;
-  token_hash: string;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  used_by: string | null;
-}
+/** Enrollment tokens (store/one-time-tokens.ts). */
+export type TokenTable = OneTimeTokenTable;
 
 export interface RegistrationTable {
   id: string;

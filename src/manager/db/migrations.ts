@@ -1,6 +1,6 @@
 // The manager's migrations (namespace `manager`). Append new ones; never edit one that ran.
-import { sql, type Kysely } from 'kysely';
-import { COLUMN, type Migrations } from '../../store/index.js';
+import type { Kysely } from 'kysely';
+import { COLUMN, createOneTimeTokenTable, oneOf, type Migrations } from '../../store/index.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations see any schema
 type AnyDb = Kysely<any>;
@@ -10,7 +10,7 @@ async function up(db: AnyDb): Promise<void> {
     .createTable('mgr_users')
     .addColumn('id', COLUMN.id, (c) => c.primaryKey())
     .addColumn('name', COLUMN.text, (c) => c.notNull().unique())
-    .addColumn('role', COLUMN.text, (c) => c.notNull().check(sql`role in ('admin', 'user')`))
+    .addColumn('role', COLUMN.text, (c) => c.notNull().check(oneOf('role', ['admin', 'user'])))
     .addColumn('token_hash', COLUMN.text, (c) => c.notNull().unique())
     .addColumn('created_at', COLUMN.time, (c) => c.notNull())
     .execute();
@@ -26,7 +26,7 @@ async function up(db: AnyDb): Promise<void> {
     .createTable('mgr_images')
     .addColumn('name', COLUMN.id, (c) => c.primaryKey())
     .addColumn('digest', COLUMN.text, (c) => c.notNull())
-    .addColumn('kind', COLUMN.text, (c) => c.notNull().check(sql`kind in ('raw', 'bundle')`))
+    .addColumn('kind', COLUMN.text, (c) => c.notNull().check(oneOf('kind', ['raw', 'bundle'])))
     .addColumn('size', COLUMN.int, (c) => c.notNull())
     .addColumn('created_at', COLUMN.time, (c) => c.notNull())
     .addColumn('created_by', COLUMN.text, (c) => c.notNull())
@@ -36,21 +36,13 @@ async function up(db: AnyDb): Promise<void> {
   await db.schema
     .createTable('mgr_image_parts')
     .addColumn('image_name', COLUMN.id, (c) => c.notNull().references('mgr_images.name').onDelete('cascade'))
-    .addColumn('role', COLUMN.text, (c) => c.notNull().check(sql`role in ('image', 'manifest', 'kernel', 'initrd', 'cmdline')`))
+    .addColumn('role', COLUMN.text, (c) => c.notNull().check(oneOf('role', ['image', 'manifest', 'kernel', 'initrd', 'cmdline'])))
     .addColumn('digest', COLUMN.text, (c) => c.notNull().references('mgr_blobs.digest'))
     .addPrimaryKeyConstraint('mgr_image_parts_pk', ['image_name', 'role'])
     .execute();
   await db.schema.createIndex('mgr_image_parts_digest').on('mgr_image_parts').column('digest').execute();
 
-  await db.schema
-    .createTable('mgr_join_tokens')
-    .addColumn('id', COLUMN.id, (c) => c.primaryKey())
-    .addColumn('token_hash', COLUMN.text, (c) => c.notNull().unique())
-    .addColumn('created_at', COLUMN.time, (c) => c.notNull())
-    .addColumn('expires_at', COLUMN.time, (c) => c.notNull())
-    .addColumn('used_at', COLUMN.time)
-    .addColumn('used_by', COLUMN.text)
-    .execute();
+  await createOneTimeTokenTable(db, 'mgr_join_tokens');
 
   await db.schema
     .createTable('mgr_nodes')
@@ -58,7 +50,7 @@ async function up(db: AnyDb): Promise<void> {
     .addColumn('endpoint', COLUMN.text, (c) => c.notNull())
     .addColumn('dom0_ca', COLUMN.text, (c) => c.notNull())
     .addColumn('dom0_token', COLUMN.text, (c) => c.notNull())
-    .addColumn('status', COLUMN.text, (c) => c.notNull().check(sql`status in ('joining', 'up', 'down')`))
+    .addColumn('status', COLUMN.text, (c) => c.notNull().check(oneOf('status', ['joining', 'up', 'down'])))
     .addColumn('joined_at', COLUMN.time, (c) => c.notNull())
     .addColumn('last_seen_at', COLUMN.time)
     .addColumn('last_error', COLUMN.text)
@@ -86,7 +78,7 @@ async function up(db: AnyDb): Promise<void> {
     .addColumn('name', COLUMN.text, (c) => c.notNull())
     .addColumn('image_ref', COLUMN.text, (c) => c.notNull())
     .addColumn('image_digest', COLUMN.text, (c) => c.notNull())
-    .addColumn('image_kind', COLUMN.text, (c) => c.notNull().check(sql`image_kind in ('raw', 'bundle')`))
+    .addColumn('image_kind', COLUMN.text, (c) => c.notNull().check(oneOf('image_kind', ['raw', 'bundle'])))
     .addColumn('nonce', COLUMN.text, (c) => c.notNull())
     .addColumn('ssh_public_key', COLUMN.text)
     .addColumn('hostname', COLUMN.text, (c) => c.notNull())

@@ -1,5 +1,7 @@
 // The manager's tables (Kysely types). Every table is prefixed `mgr_` so the manager can
 // share one database with the CA. Times are integer milliseconds (docs/storage.md).
+import type { OneTimeTokenTable } from '../../store/index.js';
+
 export interface UsersTable {
   id: string;
   name: string;
@@ -34,14 +36,8 @@ export interface ImagePartsTable {
   digest: string;
 }
 
-export interface JoinTokensTable {
-  id: string;
-  token_hash: string;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  used_by: string | null;
-}
+/** Node join tokens (store/one-time-tokens.ts). */
+export type JoinTokensTable = OneTimeTokenTable;
 
 export interface NodesTable {
   id: string;

@@ -248,19 +248,22 @@ async function startSshd() {
 // --- messages ----------------------------------------------------------------------------------
 
 /** @param {Record<string, unknown>} m */
-async function onConfig(m) {
+function onConfig(m) {
   if (config !== undefined) return drop('config already applied');
   const c = validConfig(m);
   if (typeof c === 'string') return drop(c);
   writeFileSync(keysPath, `${c.authorizedKeys.join('\n')}\n`, { mode: 0o600 });
   config = c;
   say(`configured as ${c.hostname}`);
-  if (!(await startSshd())) return;
-  send({ type: 'ready', sshPort: c.sshPort });
-  readySent = true;
-  say('ready');
-  // A certificate that came before the config is presented from the first connection.
-  if (certInstalled) send({ type: 'certificate-installed' });
+  // Not awaited: the next lines (a certificate) are handled while sshd starts.
+  void startSshd().then((up) => {
+    if (!up) return;
+    send({ type: 'ready', sshPort: c.sshPort });
+    readySent = true;
+    say('ready');
+    // A certificate installed meanwhile is presented from the first connection.
+    if (certInstalled) send({ type: 'certificate-installed' });
+  });
 }
 
 /** `SHA256:…` of our host key, as ssh-keygen prints it: unpadded base64 of the SHA-256 of the key blob. */

@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { openProcessVmBackend, vmProcesses, type ProcessVmInspection, type ReapedVm } from '../../../src/node/vm/process/index.js';
-import { tempDir } from '../../support/system.js';
-import { clientKey, killFixtureProcesses, killProcess, portIsFree, ssh, startFixtureProcess, type ClientKey } from './support.js';
+import { afterRestart, clientKey, killFixtureProcesses, killProcess, portIsFree, ssh, startFixtureProcess, withRuntimeRoot, type ClientKey } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/node-process.ts', import.meta.url));
 
@@ -38,9 +37,7 @@ void describe('reaping after the node process dies', () => {
   });
 
   void it("a killed node's guest stops by itself; the restarted node removes its record, port and directory", async () => {
-    const tmp = tempDir('tl-reap-');
-    try {
-      const root = join(tmp.path, 'runtime');
+    await withRuntimeRoot('tl-reap-', async (root) => {
       const n = await startNodeProcess(root, key);
       assert.deepEqual(n.reaped, []);
       assert.ok(vmProcesses(identity(n.vm)).length >= 2, 'guest and sshd run');
@@ -50,21 +47,17 @@ void describe('reaping after the node process dies', () => {
       assert.equal(existsSync(n.vm.dir), true, 'the record stays until a node reaps it');
       assert.deepEqual(readdirSync(join(root, 'ports')), [String(n.vm.sshPort)]);
 
-      const restarted = await openProcessVmBackend({ runtimeRoot: root });
-      assert.deepEqual(restarted.reaped.map((r) => ({ name: r.name, killed: r.killed, survivors: r.survivors })), [{ name: 'vm-orphan', killed: 0, survivors: 0 }]);
-      assert.equal(existsSync(n.vm.dir), false);
-      assert.deepEqual(readdirSync(join(root, 'ports')), []);
-      assert.deepEqual(readdirSync(join(root, 'vms')), []);
-      await restarted.close();
-    } finally {
-      tmp.dispose();
-    }
+      await afterRestart(() => openProcessVmBackend({ runtimeRoot: root }), (restarted) => {
+        assert.deepEqual(restarted.reaped.map((r) => ({ name: r.name, killed: r.killed, survivors: r.survivors })), [{ name: 'vm-orphan', killed: 0, survivors: 0 }]);
+        assert.equal(existsSync(n.vm.dir), false);
+        assert.deepEqual(readdirSync(join(root, 'ports')), []);
+        assert.deepEqual(readdirSync(join(root, 'vms')), []);
+      });
+    });
   });
 
   void it('a frozen guest of a killed node, and its sshd, are killed by the restarted node', async () => {
-    const tmp = tempDir('tl-reap-');
-    try {
-      const root = join(tmp.path, 'runtime');
+    await withRuntimeRoot('tl-reap-', async (root) => {
       const n = await startNodeProcess(root, key);
       const frozen = vmProcesses(identity(n.vm));
       assert.ok(frozen.length >= 2);
@@ -74,26 +67,22 @@ void describe('reaping after the node process dies', () => {
       assert.equal(vmProcesses(identity(n.vm)).length, frozen.length, 'without a reaper they would stay');
       assert.equal(await portIsFree(n.vm.sshPort), false);
 
-      const restarted = await openProcessVmBackend({ runtimeRoot: root });
-      const [reaped] = restarted.reaped;
-      assert.equal(restarted.reaped.length, 1);
-      assert.equal(reaped?.name, 'vm-orphan');
-      assert.ok((reaped?.killed ?? 0) >= 2, 'guest and sshd were killed');
-      assert.equal(reaped?.survivors, 0);
-      assert.deepEqual(vmProcesses(identity(n.vm)), []);
-      assert.equal(await portIsFree(n.vm.sshPort), true);
-      assert.equal(existsSync(n.vm.dir), false, 'the private key went with the directory');
-      assert.deepEqual(readdirSync(join(root, 'ports')), []);
-      await restarted.close();
-    } finally {
-      tmp.dispose();
-    }
+      await afterRestart(() => openProcessVmBackend({ runtimeRoot: root }), async (restarted) => {
+        const [reaped] = restarted.reaped;
+        assert.equal(restarted.reaped.length, 1);
+        assert.equal(reaped?.name, 'vm-orphan');
+        assert.ok((reaped?.killed ?? 0) >= 2, 'guest and sshd were killed');
+        assert.equal(reaped?.survivors, 0);
+        assert.deepEqual(vmProcesses(identity(n.vm)), []);
+        assert.equal(await portIsFree(n.vm.sshPort), true);
+        assert.equal(existsSync(n.vm.dir), false, 'the private key went with the directory');
+        assert.deepEqual(readdirSync(join(root, 'ports')), []);
+      });
+    });
   });
 
   void it("never touches a live node's VMs", async () => {
-    const tmp = tempDir('tl-reap-');
-    try {
-      const root = join(tmp.path, 'runtime');
+    await withRuntimeRoot('tl-reap-', async (root) => {
       const n = await startNodeProcess(root, key);
       const neighbour = await openProcessVmBackend({ runtimeRoot: root });
       assert.deepEqual(neighbour.reaped, []);
@@ -103,12 +92,8 @@ void describe('reaping after the node process dies', () => {
       await neighbour.close();
       await killProcess(n.child);
       await waitUntil(() => vmProcesses(identity(n.vm)).length === 0);
-      const after = await openProcessVmBackend({ runtimeRoot: root });
-      assert.equal(after.reaped.length, 1);
-      await after.close();
-    } finally {
-      tmp.dispose();
-    }
+      await afterRestart(() => openProcessVmBackend({ runtimeRoot: root }), (restarted) => assert.equal(restarted.reaped.length, 1));
+    });
   });
 });
 

@@ -71,6 +71,26 @@ export async function closeProcessNode(pn: ProcessNode | undefined, key: ClientK
   key?.dispose();
 }
 
+/** Runs `fn` with a runtime root in a fresh temp dir (not created yet), removed afterwards. */
+export async function withRuntimeRoot(prefix: string, fn: (root: string) => Promise<void>): Promise<void> {
+  const tmp = tempDir(prefix);
+  try {
+    await fn(join(tmp.path, 'runtime'));
+  } finally {
+    tmp.dispose();
+  }
+}
+
+/** Opens a backend on a runtime root as a restarted node would (its reaper runs first), runs `check`, closes it. */
+export async function afterRestart<B extends VmBackend>(open: () => Promise<B>, check: (backend: B) => Promise<void> | void): Promise<void> {
+  const backend = await open();
+  try {
+    await check(backend);
+  } finally {
+    await backend.close();
+  }
+}
+
 /** A node process started from a fixture (`node --import tsx FIXTURE …`), with what it printed. */
 export type FixtureProcess<T> = T & { readonly child: ChildProcess };
 

@@ -19,7 +19,7 @@ import type { ReapedVm } from '../../../../src/node/vm/reaper.js';
 import type { GuestBundle } from '../../../../src/node/vm/qemu/guest-image.js';
 import { processExists } from '../../../support/qemu.js';
 import { requireCommand, tempDir } from '../../../support/system.js';
-import { clientKey, killFixtureProcesses, killProcess, portIsFree, startFixtureProcess, type ClientKey } from '../support.js';
+import { afterRestart, clientKey, killFixtureProcesses, killProcess, portIsFree, startFixtureProcess, withRuntimeRoot, type ClientKey } from '../support.js';
 import { BOOT_MS, bootQemuNode, guest, qemuProcessesNaming, waitUntil } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/qemu-node.ts', import.meta.url));
@@ -116,9 +116,7 @@ function startNodeProcess(root: string, deathSignal: 'on' | 'off'): Promise<Node
 void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
   void it('with the parent-death signal QEMU dies with the node; the restarted node removes record, port reservation and copies', async () => {
     requireCommand('setpriv'); // util-linux: the parent-death signal
-    const tmp = tempDir('tl-qreap-');
-    try {
-      const root = join(tmp.path, 'runtime');
+    await withRuntimeRoot('tl-qreap-', async (root) => {
       const n = await startNodeProcess(root, 'on');
       assert.equal(processExists(n.vm.qemuPid), true);
       assert.deepEqual(qemuProcessesNaming(n.vm.dir), [n.vm.qemuPid]);
@@ -128,23 +126,16 @@ void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
       assert.equal(existsSync(join(n.vm.dir, 'vmlinuz')), true, 'the directory stays until a node reaps it');
       assert.deepEqual(readdirSync(join(root, 'ports')), [String(n.vm.sshPort)]);
 
-      const restarted = await openQemuVmBackend({ runtimeRoot: root });
-      try {
+      await afterRestart(() => openQemuVmBackend({ runtimeRoot: root }), (restarted) => {
         assert.deepEqual(restarted.reaped.map((r) => [r.vmId, r.name, r.survivors]), [[n.vm.vmId, 'vm-orphan', 0]]);
         assert.equal(existsSync(n.vm.dir), false);
         assert.deepEqual(readdirSync(join(root, 'ports')), []);
-      } finally {
-        await restarted.close();
-      }
-    } finally {
-      tmp.dispose();
-    }
+      });
+    });
   });
 
   void it('without it, the orphaned QEMU runs on until the restarted node reaps it: killed, its port free, its copies gone', async () => {
-    const tmp = tempDir('tl-qreap-');
-    try {
-      const root = join(tmp.path, 'runtime');
+    await withRuntimeRoot('tl-qreap-', async (root) => {
       mkdirSync(root, { mode: 0o700 });
       const n = await startNodeProcess(root, 'off');
       await killProcess(n.child);
@@ -152,8 +143,7 @@ void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
       assert.equal(processExists(n.vm.qemuPid), true, 'the orphan outlived its node');
       assert.equal(holdsListener(n.vm.qemuPid, n.vm.sshPort), true, 'and still holds its port');
 
-      const restarted = await openQemuVmBackend({ runtimeRoot: root });
-      try {
+      await afterRestart(() => openQemuVmBackend({ runtimeRoot: root }), async (restarted) => {
         const reaped = restarted.reaped.find((r) => r.vmId === n.vm.vmId);
         assert.ok(reaped, JSON.stringify(restarted.reaped));
         assert.ok(reaped.killed >= 1, 'the reaper killed QEMU');
@@ -164,11 +154,7 @@ void describe('a node killed with SIGKILL leaves no QEMU behind', () => {
         assert.equal(await waitUntil(() => portIsFree(n.vm.sshPort)), true);
         assert.equal(existsSync(n.vm.dir), false);
         assert.deepEqual(readdirSync(join(root, 'ports')), []);
-      } finally {
-        await restarted.close();
-      }
-    } finally {
-      tmp.dispose();
-    }
+      });
+    });
   });
 });

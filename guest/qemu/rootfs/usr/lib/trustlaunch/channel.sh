@@ -13,10 +13,11 @@ HOST_KEY=/etc/ssh/ssh_host_ed25519_key
 HOST_CERT=/etc/ssh/ssh_host_ed25519_key-cert.pub
 SSHD_CONFIG=/etc/ssh/sshd_config
 MAX_LINE=16384
+SSHD_UP=/run/trustlaunch/sshd-up                # exists once sshd listens and `ready` was sent
+CERT_ANNOUNCED=/run/trustlaunch/cert-announced  # mkdir: whoever makes it reports the first certificate
 
 configured=0 # a valid config was applied (only the first one counts)
 ssh_port=
-sshd_up=0    # sshd listens on $ssh_port
 cert_installed=0
 own_fp=      # SHA256 fingerprint of this boot's host key (computed on first use)
 dropped=0
@@ -106,17 +107,35 @@ wait_listener() {
   return 1
 }
 
+# `certificate-installed` for the first certificate, exactly once: from the main loop when
+# it is renamed into place after sshd came up, else from the announcer below once sshd is
+# up (mkdir is the atomic test-and-set between the two).
+announce_first_certificate() {
+  mkdir "$CERT_ANNOUNCED" 2>/dev/null && send '{"v":1,"type":"certificate-installed"}'
+  return 0
+}
+
+# Starts sshd and, in the background, reports `ready` once it listens — so the main loop
+# goes on reading the channel and checks a certificate while sshd is starting (under TCG
+# each takes a few hundred ms). The announcer sends `ready`, then marks sshd up, then looks
+# for the certificate; the main loop renames the certificate, then looks for the mark. So
+# a certificate renamed into place at any moment is reported by one of the two (or both
+# try, and mkdir lets one), and always after `ready`.
 start_sshd() {
   write_sshd_config
-  # The channel (fd 3) stays with PID 1: sshd and its sessions never inherit it.
+  # The channel (fd 3) stays with PID 1 and the announcer: sshd and its sessions never inherit it.
   /usr/sbin/sshd -D -f "$SSHD_CONFIG" -E /var/log/sshd.log 3>&- &
-  if ! wait_listener; then
-    say "sshd did not start (see /var/log/sshd.log)"
-    send_log "sshd did not start"
-    return 1
-  fi
-  sshd_up=1
-  say "sshd listening on port $ssh_port"
+  (
+    if ! wait_listener; then
+      say "sshd did not start (see /var/log/sshd.log)"
+      send_log "sshd did not start"
+      exit 1
+    fi
+    send "{\"v\":1,\"type\":\"ready\",\"sshPort\":$ssh_port}"
+    : > "$SSHD_UP"
+    say "sshd listening on port $ssh_port; ready"
+    [ -e "$HOST_CERT" ] && announce_first_certificate
+  ) &
 }
 
 # --- messages -------------------------------------------------------------------------
@@ -144,11 +163,8 @@ KEYS
   ssh_port=$sshPort
   configured=1
   say "configured as $hostname"
-  start_sshd || return
-  send "{\"v\":1,\"type\":\"ready\",\"sshPort\":$ssh_port}"
-  say "ready"
-  # A certificate that arrived before the config is presented from the first connection.
-  [ "$cert_installed" = 1 ] && send '{"v":1,"type":"certificate-installed"}'
+  # `ready` (and a certificate that arrived before the config) follow from the announcer.
+  start_sshd
 }
 
 on_certificate() {
@@ -166,10 +182,17 @@ on_certificate() {
   # rename(2) within one filesystem is atomic: each new connection's sshd loads either the
   # previous file or this whole one. No signal, so no connection is ever reset.
   mv "$incoming" "$HOST_CERT"
-  cert_installed=1
   say "host certificate installed"
-  # From now on every new connection is served with it; before sshd starts, `ready` comes first.
-  [ "$sshd_up" = 1 ] && send '{"v":1,"type":"certificate-installed"}'
+  # From now on every new connection is served with it. Before sshd is up, the announcer
+  # reports it after `ready`; a later certificate (a replacement) is reported at once.
+  if [ -e "$SSHD_UP" ]; then
+    if [ "$cert_installed" = 1 ]; then
+      send '{"v":1,"type":"certificate-installed"}'
+    else
+      announce_first_certificate
+    fi
+  fi
+  cert_installed=1
   return 0
 }
 
@@ -202,6 +225,7 @@ FIELDS
 }
 
 # --- main -----------------------------------------------------------------------------
+mkdir -p /run/trustlaunch
 find_port || fatal "VM channel port $PORT_NAME not found"
 [ -c "/dev/virtio-ports/$PORT_NAME" ] || fatal "VM channel port $PORT_NAME is not a device"
 exec 3<> "/dev/virtio-ports/$PORT_NAME"

@@ -1,7 +1,7 @@
 // `ca.json`: the CA's configuration, written by `ca init` and read by `ca serve` and the
 // admin commands. Nothing in it is secret (the admin token is stored only as its hash).
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { readJsonFile } from '../config/json-file.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { describeIssues } from '../protocol/messages.js';
 
@@ -90,19 +90,7 @@ export function urlForListen(listen: string): string {
 }
 
 export async function readCaConfig(path: string): Promise<CaConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new TrustlaunchError('NOT_FOUND', `${path} does not exist: run \`trustlaunch ca init --dir DIR\` first`);
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new TrustlaunchError('MALFORMED_REQUEST', `${path} is not JSON`);
-  }
+  const json = await readJsonFile(path, `${path} does not exist: run \`trustlaunch ca init --dir DIR\` first`);
   const parsed = CaConfigSchema.safeParse(json);
   if (!parsed.success) throw new TrustlaunchError('MALFORMED_REQUEST', `${path}: ${describeIssues(parsed.error)}`);
   return parsed.data;

@@ -12,9 +12,9 @@
 //   DIR/runtime/              the VM backend's runtime directory (records, port reservations,
 //                             per VM: a process guest's TMPDIR or a QEMU VM's measured copies)
 //   DIR/endpoint              the URL dom0 listens on (written by `node serve`)
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../config/json-file.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { IdSchema, describeIssues } from '../protocol/messages.js';
 
@@ -116,18 +116,5 @@ export function parseNodeConfig(input: unknown): NodeConfig {
 }
 
 export async function readNodeConfig(path: string): Promise<NodeConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new TrustlaunchError('NOT_FOUND', `no node config at ${path} (run \`trustlaunch node init\`)`);
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new TrustlaunchError('MALFORMED_REQUEST', `${path} is not JSON`);
-  }
-  return parseNodeConfig(json);
+  return parseNodeConfig(await readJsonFile(path, `no node config at ${path} (run \`trustlaunch node init\`)`));
 }

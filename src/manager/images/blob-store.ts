@@ -3,38 +3,19 @@
 // announced with, then renamed into place (atomic) and the directory fsynced — a reader
 // sees a whole blob or none, and a blob's bytes always hash to its name. Memory use is
 // bounded by the stream's buffers whatever the blob's size.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { formatDigest, parseDigest, type Digest } from '../../protocol/digest.js';
+import { formatDigest, type Digest } from '../../protocol/digest.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
+import { contentPath, HashingLimiter, initContentDirectory } from '../../store/content-addressed.js';
 
 export interface StoredBlob {
   readonly digest: Digest;
   readonly size: number;
-}
-
-/** Hashes and counts what passes through; fails with BODY_TOO_LARGE past `maxBytes`. */
-class HashingLimiter extends Transform {
-  readonly hash = createHash('sha256');
-  size = 0;
-
-  constructor(private readonly maxBytes: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) {
-      callback(new TrustlaunchError('BODY_TOO_LARGE', `the blob exceeds ${this.maxBytes} bytes`));
-      return;
-    }
-    this.hash.update(chunk);
-    callback(null, chunk);
-  }
 }
 
 export class BlobStore {
@@ -45,16 +26,12 @@ export class BlobStore {
   }
 
   path(digest: Digest): string {
-    return join(this.root, 'sha256', parseDigest(digest).slice('sha256:'.length));
+    return contentPath(this.root, digest);
   }
 
   /** Creates the directories and removes partial uploads a crash left behind. */
   async init(): Promise<void> {
-    await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
-    await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
-    for (const name of await readdir(join(this.root, 'tmp'))) {
-      if (name.endsWith('.part')) await unlink(join(this.root, 'tmp', name)).catch(() => undefined);
-    }
+    await initContentDirectory(this.root);
   }
 
   /** The blob's size, or undefined when it is not stored. */
@@ -74,7 +51,7 @@ export class BlobStore {
    */
   async write(source: Readable, opts: { expected?: Digest; maxBytes: number }): Promise<StoredBlob> {
     const temp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.part`);
-    const limiter = new HashingLimiter(opts.maxBytes);
+    const limiter = new HashingLimiter(opts.maxBytes, `the blob exceeds ${opts.maxBytes} bytes`);
     let kept = false;
     try {
       // 'wx' is O_CREAT|O_EXCL: the random name cannot be a file or link someone planted.

@@ -3,30 +3,15 @@
 // bounded in size, checked against the digest it was announced with, and renamed into
 // place; memory use does not grow with the image. dom0 is untrusted: the hypervisor
 // hashes whatever dom0 hands it, so this check only saves a bad launch, it protects nothing.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { formatDigest, parseDigest, sha256Digest, type Digest } from '../../protocol/digest.js';
 import { TrustlaunchError } from '../../protocol/errors.js';
-
-class HashingLimiter extends Transform {
-  readonly hash = createHash('sha256');
-  size = 0;
-
-  constructor(private readonly maxBytes: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) return callback(new TrustlaunchError('BODY_TOO_LARGE', `an image has at most ${this.maxBytes} bytes`));
-    this.hash.update(chunk);
-    callback(null, chunk);
-  }
-}
+import { contentPath, HashingLimiter, initContentDirectory } from '../../store/content-addressed.js';
 
 export class ImageStore {
   readonly root: string;
@@ -38,13 +23,11 @@ export class ImageStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
-    await mkdir(join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
-    for (const name of await readdir(join(this.root, 'tmp'))) await unlink(join(this.root, 'tmp', name)).catch(() => undefined);
+    await initContentDirectory(this.root);
   }
 
   path(digest: Digest): string {
-    return join(this.root, 'sha256', parseDigest(digest).slice('sha256:'.length));
+    return contentPath(this.root, digest);
   }
 
   async size(digest: Digest): Promise<number | undefined> {
@@ -60,7 +43,7 @@ export class ImageStore {
     parseDigest(digest);
     const temp = join(this.root, 'tmp', `${randomBytes(8).toString('hex')}.part`);
     const file = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    const limiter = new HashingLimiter(this.maxBytes);
+    const limiter = new HashingLimiter(this.maxBytes, `an image has at most ${this.maxBytes} bytes`);
     try {
       await pipeline(body, limiter, file.createWriteStream());
       const actual = formatDigest(limiter.hash.digest());

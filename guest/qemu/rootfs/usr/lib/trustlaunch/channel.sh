@@ -131,9 +131,10 @@ start_sshd() {
       send_log "sshd did not start"
       exit 1
     fi
+    say "sshd listening on port $ssh_port"
     send "{\"v\":1,\"type\":\"ready\",\"sshPort\":$ssh_port}"
     : > "$SSHD_UP"
-    say "sshd listening on port $ssh_port; ready"
+    say "ready"
     [ -e "$HOST_CERT" ] && announce_first_certificate
   ) &
 }

@@ -1,7 +1,7 @@
 // `ca.json`: the CA's configuration, written by `ca init` and read by `ca serve` and the
 // admin commands. Nothing in it is secret (the admin token is stored only as its hash).
 import { z } from 'zod';
-import { readJsonFile } from '../config/json-file.js';
+import { readJsonFile } from '../fs/json-file.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { describeIssues } from '../protocol/messages.js';
 

@@ -2,9 +2,10 @@
 // private CA that clients pin, and a server certificate it issued) and the bootstrap
 // admin's token — written 0600 and returned once to be shown; only its hash is kept in
 // the config.
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { generateKeyPair, exportPrivateKeyPem } from '../crypto/keys.js';
 import { writeFileAtomic, writeSecretFile } from '../crypto/files.js';
+import { pathExists } from '../fs/exists.js';
 import { createSelfSignedCa } from '../crypto/x509.js';
 import { issueTlsServerCertificate } from '../crypto/tls.js';
 import { generateToken, hashToken } from '../http/auth.js';
@@ -35,7 +36,7 @@ export const DEFAULT_MANAGER_PORT = 8444;
 
 export async function initManager(opts: InitOptions): Promise<InitResult> {
   const paths = managerPaths(opts.dir);
-  if (await exists(paths.config)) throw new TrustlaunchError('CONFLICT', `${paths.config} already exists; the manager in ${opts.dir} is initialised`);
+  if (await pathExists(paths.config)) throw new TrustlaunchError('CONFLICT', `${paths.config} already exists; the manager in ${opts.dir} is initialised`);
   await mkdir(opts.dir, { recursive: true, mode: 0o700 });
   await mkdir(`${opts.dir}/tls`, { recursive: true, mode: 0o700 });
 
@@ -63,14 +64,4 @@ export async function initManager(opts: InitOptions): Promise<InitResult> {
   // Written last: its presence means the directory is complete.
   await writeSecretFile(paths.config, `${JSON.stringify(JSON.parse(canonicalize(config)), null, 2)}\n`);
   return { paths, config, adminToken, caCertificate: ca.pem };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
 }

@@ -14,7 +14,7 @@
 //   DIR/endpoint              the URL dom0 listens on (written by `node serve`)
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readJsonFile } from '../config/json-file.js';
+import { readJsonFile } from '../fs/json-file.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { IdSchema, describeIssues } from '../protocol/messages.js';
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { JsonClient } from '../../http/client.js';
 import { canonicalize } from '../../protocol/canonical-json.js';
+import { pathExists } from '../../fs/exists.js';
 import { sha256File, type Digest } from '../../protocol/digest.js';
 import { isTrustlaunchError, TrustlaunchError } from '../../protocol/errors.js';
 import type { BundleManifest } from '../../manager/images/bundle.js';
@@ -50,7 +51,7 @@ export async function pushBlob(client: JsonClient, path: string): Promise<{ dige
 async function bundleFiles(opts: PushFlags): Promise<{ files: { kernel: string; initrd?: string; cmdline?: string }; expected?: BundleManifest }> {
   if (opts.bundle !== undefined) {
     const dir = opts.bundle;
-    const present = async (name: string): Promise<string | undefined> => (await exists(join(dir, name))) ? join(dir, name) : undefined;
+    const present = async (name: string): Promise<string | undefined> => (await pathExists(join(dir, name))) ? join(dir, name) : undefined;
     const [initrd, cmdline] = [await present('initrd.img'), await present('cmdline')];
     const files = { kernel: join(dir, 'vmlinuz'), ...(initrd === undefined ? {} : { initrd }), ...(cmdline === undefined ? {} : { cmdline }) };
     let expected: BundleManifest | undefined;
@@ -103,16 +104,6 @@ async function push(file: string | undefined, opts: PushFlags): Promise<{ image:
     const image = await client.call<ImageView>('POST', '/v1/images', { body });
     return { image, uploaded };
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
 }
 
 export function registerImageCommands(program: Command): void {

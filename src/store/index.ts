@@ -10,4 +10,4 @@ export { isUniqueViolation, isAppendOnlyViolation } from './errors.js';
 export { transaction } from './transaction.js';
 export { COLUMN, oneOf, toInt, toMillis, encodeBool, decodeBool, encodeBytes, decodeBytes, encodeJson, decodeJson } from './columns.js';
 export { type Notifier, type NotificationListener, type Unsubscribe, MAX_PAYLOAD_BYTES } from './notifier.js';
-export { waitFor, type WaitOptions } from './wait.js';
+export { waitFor, sleep, type WaitOptions } from './wait.js';

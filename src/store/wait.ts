@@ -55,9 +55,16 @@ export async function waitFor<T>(
   }
 }
 
-/** Sleeps `ms`, or less if woken through the function handed to `expose`, or on abort. */
-function sleep(ms: number, signal: AbortSignal | undefined, expose: (wake: () => void) => void): Promise<void> {
+/**
+ * Sleeps `ms`, or until the signal aborts (then resolves early, without throwing), or until
+ * woken through the function handed to `expose`.
+ */
+export function sleep(ms: number, signal?: AbortSignal, expose?: (wake: () => void) => void): Promise<void> {
   return new Promise((resolve) => {
+    if (signal?.aborted === true) {
+      resolve();
+      return;
+    }
     const done = (): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', done);
@@ -65,6 +72,6 @@ function sleep(ms: number, signal: AbortSignal | undefined, expose: (wake: () =>
     };
     const timer = setTimeout(done, ms);
     signal?.addEventListener('abort', done, { once: true });
-    expose(done);
+    expose?.(done);
   });
 }

@@ -125,6 +125,8 @@ export const TPM_RH = {
 /** TPM_HT (Part 2 §7.2): the handle type is the top byte. */
 export const TPM_HT = {
   NV_INDEX: 0x01,
+  HMAC_SESSION: 0x02,
+  POLICY_SESSION: 0x03,
   TRANSIENT: 0x80,
   PERSISTENT: 0x81,
 } as const;

@@ -84,14 +84,8 @@ export const TPM_PT = {
   HR_TRANSIENT_AVAIL: 0x00000207,
 } as const;
 
-/** TPM_HT (Part 2 §7.2) values beyond those in ../constants.ts, and the handle ranges' first values. */
-export const HANDLE_TYPE = {
-  NV_INDEX: 0x01,
-  HMAC_SESSION: 0x02,
-  POLICY_SESSION: 0x03,
-  TRANSIENT: 0x80,
-  PERSISTENT: 0x81,
-} as const;
+/** TPM_HT (Part 2 §7.2) under its former name here: use TPM_HT from ../constants.ts. */
+export { TPM_HT as HANDLE_TYPE } from '../constants.js';
 
 /** TPM_RS_PW (Part 2 §7.4): the password authorization "session". */
 export const TPM_RS_PW = 0x40000009;

@@ -1,8 +1,8 @@
 // The demo's attack: the shipped guest with a few lines added by a hostile operator — once
 // the VM has generated its SSH host key, the private key is copied to the console, which
 // dom0 (the operator) reads. It boots and serves SSH exactly like the real guest; only its
-// bytes, and so its measured digest, give it away. (test/node/vm/support.ts has the same
-// image for the attack tests.)
+// bytes, and so its measured digest, give it away. The attack tests use this image too
+// (test/node/vm/support.ts re-exports it).
 import { defaultGuestImage } from '../node/vm/process/index.js';
 
 const LEAK = `

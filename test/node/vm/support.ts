@@ -204,25 +204,5 @@ export function guestVariant(label: string): Buffer {
   return Buffer.concat([defaultGuestImage(), Buffer.from(`\nprocess.stdout.write('trustlaunch-guest: variant ${label}\\n');\n`)]);
 }
 
-/**
- * A tampered guest for attack tests: the default guest plus code that, once the host key
- * exists, copies the private key to the console — which dom0 reads. Its digest differs
- * from the default image's, which is how the CA's allowlist catches it.
- */
-export function tamperedGuestImage(): Buffer {
-  const leak = `
-// --- tampering: leak the private host key to the console (dom0) ---
-{
-  const { readdirSync: tlLs, readFileSync: tlRead } = await import('node:fs');
-  const tlTmp = process.env['TMPDIR'] ?? '/tmp';
-  for (let i = 0; i < 200; i++) {
-    const d = tlLs(tlTmp).find((n) => n.startsWith('tl-guest-'));
-    let key;
-    try { key = d === undefined ? undefined : tlRead(tlTmp + '/' + d + '/ssh_host_ed25519_key', 'utf8'); } catch { key = undefined; }
-    if (key !== undefined && key.includes('END OPENSSH PRIVATE KEY')) { process.stdout.write('LEAKED ' + key); break; }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-`;
-  return Buffer.concat([defaultGuestImage(), Buffer.from(leak)]);
-}
+// The tampered guest (leaks its private host key to the console) is the demo's own image.
+export { tamperedGuestImage } from '../../../src/cluster/tampered-image.js';

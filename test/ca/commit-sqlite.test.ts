@@ -13,35 +13,15 @@ import type { CaSchema } from '../../src/ca/store/schema.js';
 import { COMMIT_SETTINGS, SqliteCommitConnection } from '../../src/ca/store/sqlite-commit.js';
 import { decisionsForNonce } from '../../src/ca/store/decisions.js';
 import { countReceipts, findReceipt } from '../../src/ca/store/receipts.js';
-import { insertNode, revokeNode } from '../../src/ca/store/nodes.js';
+import { revokeNode } from '../../src/ca/store/nodes.js';
 import { addAllowlistEntry, revokeAllowlistEntry } from '../../src/ca/store/policy.js';
 import { commitGroup, commitGroupSqlite } from '../../src/ca/verifier/commit-group.js';
-import { Issuer } from '../../src/ca/issuer/issuer.js';
-import type { Judgement } from '../../src/ca/verifier/judge.js';
-import { generateKeyPair, receiptKeyId, formatSshPublicKey, decodeReceiptUnverified } from '../../src/crypto/index.js';
-import { newNonce } from '../../src/protocol/nonce.js';
+import { decodeReceiptUnverified } from '../../src/crypto/index.js';
 import { sha256Digest } from '../../src/protocol/digest.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
-import type { LaunchClaims } from '../../src/protocol/messages.js';
 import { tempDir } from '../support/system.js';
-
-const receiptKey = generateKeyPair('ecdsa-p256');
-const issuer = new Issuer({ issuer: 'test-ca', receiptKey: receiptKey.privateKey, receiptKeyId: receiptKeyId(receiptKey.publicKey), sshCaKey: generateKeyPair('ed25519').privateKey, receiptLifetimeSeconds: 600 });
-const hostKey = formatSshPublicKey(generateKeyPair('ed25519').publicKey);
-
-function claims(over: Partial<LaunchClaims> = {}): LaunchClaims {
-  return { nodeId: 'node-1', vmId: 'vm-1', nonce: newNonce(), hostname: 'vm-1.test', kernel: sha256Digest('k'), sshHostKey: hostKey, time: Math.floor(Date.now() / 1000), ...over };
-}
-
-function affirmed(c: LaunchClaims, allowlist = 'kernel'): Judgement {
-  const blob = Buffer.from(c.sshHostKey.split(' ')[1] as string, 'base64');
-  return { at: Date.now(), evidenceHash: sha256Digest(c.nonce), claims: c, allowlist, platform: 'p', issued: issuer.affirm(c, { type: 'ssh-ed25519', blob }, allowlist, Date.now()) };
-}
-
-function refusedAt(c: LaunchClaims, step: string, code: string): Judgement {
-  const refusal = { step, code, message: `refused at ${step}` };
-  return { at: Date.now(), evidenceHash: sha256Digest(`${c.nonce}${step}`), claims: c, refusal, issued: issuer.contraindicate(c, refusal, undefined, Date.now()) };
-}
+import type { Judgement } from '../../src/ca/verifier/judge.js';
+import { addNode, affirmed, claims, issuer, refusedAt } from '../support/judgements.js';
 
 const tmp = tempDir('tl-ca-commit-');
 const path = join(tmp.path, 'ca.db');
@@ -51,8 +31,8 @@ let connection: SqliteCommitConnection;
 before(async () => {
   store = await openDatabase<CaSchema>(`sqlite:${path}`, { migrations: caMigrations, namespace: CA_NAMESPACE });
   connection = SqliteCommitConnection.open(path);
-  await insertNode(store.db, { id: 'node-1', platform: 'p', registeredAt: Date.now(), ekPublic: Buffer.from('ek'), ekCertificate: Buffer.from('cert'), akPublic: Buffer.from('ak'), akName: Buffer.from('name') });
-  await insertNode(store.db, { id: 'node-9', platform: 'p', registeredAt: Date.now(), ekPublic: Buffer.from('ek'), ekCertificate: Buffer.from('cert'), akPublic: Buffer.from('ak'), akName: Buffer.from('name') });
+  await addNode(store.db, 'node-1');
+  await addNode(store.db, 'node-9');
   await addAllowlistEntry(store.db, { name: 'kernel', kernel: sha256Digest('k'), createdAt: Date.now() });
   await addAllowlistEntry(store.db, { name: 'old-kernel', kernel: sha256Digest('k'), createdAt: Date.now() });
 });

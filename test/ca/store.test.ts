@@ -3,46 +3,22 @@
 // keep the first judgement of a nonce and record every decision, decisions page in order.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
 import { isAppendOnlyViolation } from '../../src/store/index.js';
 import { caMigrations, CA_NAMESPACE } from '../../src/ca/store/migrations.js';
 import type { CaSchema } from '../../src/ca/store/schema.js';
 import { decisionId, decisionsForNonce, insertDecisions, listDecisions } from '../../src/ca/store/decisions.js';
 import { countReceipts, findReceipt } from '../../src/ca/store/receipts.js';
 import { consumeToken, insertToken } from '../../src/ca/store/tokens.js';
-import { insertNode, revokeNode } from '../../src/ca/store/nodes.js';
+import { revokeNode } from '../../src/ca/store/nodes.js';
 import { commitGroup } from '../../src/ca/verifier/commit-group.js';
 import { DecisionCommitter } from '../../src/ca/verifier/committer.js';
-import { Issuer } from '../../src/ca/issuer/issuer.js';
-import type { Judgement } from '../../src/ca/verifier/judge.js';
-import { generateKeyPair, receiptKeyId, formatSshPublicKey, decodeReceiptUnverified } from '../../src/crypto/index.js';
+import { decodeReceiptUnverified } from '../../src/crypto/index.js';
 import { newNonce } from '../../src/protocol/nonce.js';
 import { sha256Digest } from '../../src/protocol/digest.js';
-import type { LaunchClaims } from '../../src/protocol/messages.js';
 import { forEachDatabase } from '../support/databases.js';
-
-const receiptKey = generateKeyPair('ecdsa-p256');
-const issuer = new Issuer({ issuer: 'test-ca', receiptKey: receiptKey.privateKey, receiptKeyId: receiptKeyId(receiptKey.publicKey), sshCaKey: generateKeyPair('ed25519').privateKey, receiptLifetimeSeconds: 600 });
-const hostKey = formatSshPublicKey(generateKeyPair('ed25519').publicKey);
-
-function claims(over: Partial<LaunchClaims> = {}): LaunchClaims {
-  return { nodeId: 'node-1', vmId: 'vm-1', nonce: newNonce(), hostname: 'vm-1.test', kernel: sha256Digest('k'), sshHostKey: hostKey, time: Math.floor(Date.now() / 1000), ...over };
-}
-
-/** A judgement as a judge thread makes it (signed, not stored). */
-function affirmed(c: LaunchClaims, allowlist = 'kernel'): Judgement {
-  const blob = Buffer.from(c.sshHostKey.split(' ')[1] as string, 'base64');
-  return { at: Date.now(), evidenceHash: sha256Digest(c.nonce), claims: c, allowlist, platform: 'p', issued: issuer.affirm(c, { type: 'ssh-ed25519', blob }, allowlist, Date.now()) };
-}
-
-function refusedAt(c: LaunchClaims, step: string, code: string): Judgement {
-  const refusal = { step, code, message: `refused at ${step}` };
-  return { at: Date.now(), evidenceHash: sha256Digest(`${c.nonce}${step}`), claims: c, refusal, issued: issuer.contraindicate(c, refusal, undefined, Date.now()) };
-}
-
-async function addNode(db: Kysely<CaSchema>, id: string): Promise<void> {
-  await insertNode(db, { id, platform: 'p', registeredAt: Date.now(), ekPublic: Buffer.from('ek'), ekCertificate: Buffer.from('cert'), akPublic: Buffer.from('ak'), akName: Buffer.from('name') });
-}
+import type { Judgement } from '../../src/ca/verifier/judge.js';
+import { addNode, affirmed, claims, issuer, refusedAt } from '../support/judgements.js';
 
 forEachDatabase('ca store', (open) => {
   it('receipts and decisions refuse UPDATE and DELETE, whoever asks', async () => {

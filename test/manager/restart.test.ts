@@ -15,6 +15,7 @@ import { sha256Digest } from '../../src/protocol/digest.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { newNonce } from '../../src/protocol/nonce.js';
 import { forEachDatabase } from '../support/databases.js';
+import { PATH_TO_STATE } from '../support/vm-paths.js';
 import { startTestManager, type TestManager } from './support.js';
 
 /** A loopback port nothing listens on. */
@@ -34,17 +35,6 @@ async function joinUnreachable(m: TestManager, nodeId: string): Promise<void> {
   });
 }
 
-const PATHS: Record<VmState, VmState[]> = {
-  requested: [],
-  scheduled: ['scheduled'],
-  booting: ['scheduled', 'booting'],
-  attesting: ['scheduled', 'booting', 'attesting'],
-  running: ['scheduled', 'booting', 'attesting', 'running'],
-  stopping: ['scheduled', 'booting', 'attesting', 'running', 'stopping'],
-  stopped: ['scheduled', 'booting', 'attesting', 'running', 'stopping', 'stopped'],
-  failed: ['scheduled', 'failed'],
-};
-
 /** A VM left in `state` on `nodeId` (undefined: never placed), as a crash would leave it. */
 async function leaveVm(m: TestManager, state: VmState, nodeId: string | undefined, name: string): Promise<string> {
   const db = m.running.service.db;
@@ -52,7 +42,7 @@ async function leaveVm(m: TestManager, state: VmState, nodeId: string | undefine
   assert.ok(user !== undefined);
   const vm = await insertVm(db, { userId: user.id, name, imageRef: 'guest', imageDigest: sha256Digest('g'), imageKind: 'raw', nonce: newNonce(), memoryMiB: 64 });
   let at: VmState = 'requested';
-  for (const next of nodeId === undefined && state === 'stopping' ? (['stopping'] as VmState[]) : PATHS[state]) {
+  for (const next of nodeId === undefined && state === 'stopping' ? (['stopping'] as const) : PATH_TO_STATE[state]) {
     const moved = await transition(db, vm.id, {
       from: at,
       to: next,

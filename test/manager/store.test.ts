@@ -16,6 +16,7 @@ import { sha256Digest } from '../../src/protocol/digest.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { newNonce } from '../../src/protocol/nonce.js';
 import { forEachDatabase } from '../support/databases.js';
+import { PATH_TO_STATE } from '../support/vm-paths.js';
 
 const caPem = (async () => (await createSelfSignedCa({ commonName: 'dom0 test CA', privateKey: generateKeyPair('ecdsa-p256').privateKey })).pem)();
 
@@ -124,21 +125,11 @@ forEachDatabase('manager store', (open) => {
     const d = await db();
     const { user } = await addUser(d, 'alice', 'user');
     // Reach each state by a legal path, then try every target from it.
-    const pathTo: Record<VmState, VmState[]> = {
-      requested: [],
-      scheduled: ['scheduled'],
-      booting: ['scheduled', 'booting'],
-      attesting: ['scheduled', 'booting', 'attesting'],
-      running: ['scheduled', 'booting', 'attesting', 'running'],
-      stopping: ['scheduled', 'booting', 'attesting', 'running', 'stopping'],
-      stopped: ['scheduled', 'booting', 'attesting', 'running', 'stopping', 'stopped'],
-      failed: ['failed'],
-    };
     for (const from of VM_STATES) {
       for (const to of VM_STATES) {
         const vm = await insertVm(d, { userId: user.id, imageRef: 'img', imageDigest: sha256Digest('x'), imageKind: 'raw', nonce: newNonce(), memoryMiB: 1 });
         let state: VmState = 'requested';
-        for (const next of pathTo[from]) {
+        for (const next of PATH_TO_STATE[from]) {
           assert.ok((await transition(d, vm.id, { from: state, to: next }))?.state === next);
           state = next;
         }

@@ -56,7 +56,8 @@ export function observe(report: NodeVmReport): Observation {
 export const UNATTESTED_CODE = 'UNSUPPORTED';
 
 function observeUnattested(report: NodeVmReport): Observation {
-  if (FAILED_WORDS.has(report.state)) return { state: 'failed', code: codeOr(report.code, 'VM_BOOT_FAILED'), message: report.message ?? `the node reports the VM ${report.state}` };
+  // The code and message are the attestation's ("turned off"), not why the VM ended.
+  if (FAILED_WORDS.has(report.state)) return { state: 'failed', code: 'VM_BOOT_FAILED', message: `the node reports the VM ${report.state} (attestation is off on the node)` };
   if (STOPPED_WORDS.has(report.state)) return { state: 'stopped' };
   return report.state === 'running' ? { state: 'running' } : { state: 'booting' };
 }

@@ -126,7 +126,10 @@ describe('what a node report can do to a VM', () => {
     assert.deepEqual(stepFor('booting', observe(off('booting'))), undefined);
     assert.deepEqual(stepFor('booting', observe(off('running'))), { to: 'running' });
     assert.deepEqual(stepFor('running', observe(off('stopped'))), { to: 'stopped' });
-    assert.equal(stepFor('booting', observe(off('crashed')))?.to, 'failed');
+    assert.deepEqual(stepFor('booting', observe(off('crashed'))), {
+      to: 'failed',
+      reason: { code: 'VM_BOOT_FAILED', message: 'the node reports the VM crashed (attestation is off on the node)' },
+    });
     // Any other refusal is a failure with the node's (the CA's) code.
     assert.equal(stepFor('booting', observe(r('running', 'refused', { code: 'NODE_REVOKED' })))?.reason?.code, 'NODE_REVOKED');
   });

@@ -12,7 +12,7 @@
 //     longer covers the claims (QUALIFYING_DATA_MISMATCH).
 // Each time nothing is accepted: no affirming receipt for the user's nonce or dom0's key.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import { formatSshPublicKey, generateKeyPair } from '../../src/crypto/index.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
@@ -20,7 +20,8 @@ import { sha256Digest } from '../../src/protocol/digest.js';
 import { newNonce } from '../../src/protocol/nonce.js';
 import { ownBuffer } from '../../src/node/dom0/images.js';
 import { defaultGuestImage } from '../../src/node/vm/process/index.js';
-import { createVm, startCluster, waitForAttestation, type Cluster } from '../node/support/cluster.js';
+import { createVm, waitForAttestation } from '../node/support/cluster.js';
+import { useCluster } from '../support/cluster-hooks.js';
 import { ssh, tamperedGuestImage } from '../node/vm/support.js';
 import { startSshd } from '../support/sshd.js';
 import { caDecisions, eventually, hostileDom0, recordedEvidence, userAccepts, userFetchesReceipt } from './support.js';
@@ -28,17 +29,11 @@ import { caDecisions, eventually, hostileDom0, recordedEvidence, userAccepts, us
 const MiB = 1024 * 1024;
 
 void describe('G1: dom0 cannot change what the user trusts', () => {
-  let c: Cluster;
-  before(async () => {
-    c = await startCluster();
-    await c.waitForLog('registered');
-  });
-  after(async () => {
-    await c.dispose();
-  });
+  const cluster = useCluster();
 
   /** dom0 builds and starts a VM through its own capability, with launch metadata of its choosing. */
   async function dom0Builds(name: string, image: Uint8Array, nonce: string): Promise<number> {
+    const c = cluster();
     const cap = hostileDom0(c).capability;
     const hostname = `${name}.trustlaunch.test`;
     const vm = await cap.buildVm({ name, image: ownBuffer(Buffer.from(image)), memoryBytes: 128 * MiB, guest: { hostname, authorizedKeys: [c.key.publicKey] }, launch: { nonce, hostname, authorizedKey: c.key.publicKey } });
@@ -47,6 +42,7 @@ void describe('G1: dom0 cannot change what the user trusts', () => {
   }
 
   void it('a swapped nonce: the user finds no receipt for theirs, and the one dom0 offers fails the nonce check', async () => {
+    const c = cluster();
     const userNonce = newNonce();
     const dom0Nonce = newNonce();
     const vmId = await dom0Builds('vm-g1-nonce', defaultGuestImage(), dom0Nonce);
@@ -60,6 +56,7 @@ void describe('G1: dom0 cannot change what the user trusts', () => {
   });
 
   void it('a host key dom0 knows needs another image: the CA refuses it; the leaked key is never certified', async () => {
+    const c = cluster();
     const nonce = newNonce();
     const tampered = tamperedGuestImage();
     const vmId = await dom0Builds('vm-g1-leak', tampered, nonce);
@@ -79,6 +76,7 @@ void describe('G1: dom0 cannot change what the user trusts', () => {
   });
 
   void it('dom0 answering the user\'s SSH connection with its own key: the user\'s client refuses it', async () => {
+    const c = cluster();
     const vm = await createVm(c, { vmId: 'vm-g1-ssh' });
     const done = await waitForAttestation(c, vm.vmId);
     assert.equal(done.attestation.state, 'attested');
@@ -103,6 +101,7 @@ void describe('G1: dom0 cannot change what the user trusts', () => {
   });
 
   void it('a recorded evidence rewritten (nonce or host key): the CA refuses; no receipt for either', async () => {
+    const c = cluster();
     const eventLog = c.node.hypervisor.eventLog();
     await c.stopNode();
     const claims = { nodeId: 'node-1', vmId: 'vm-g1-wire', nonce: newNonce(), hostname: 'vm-g1-wire.trustlaunch.test', kernel: c.guestDigest, sshHostKey: formatSshPublicKey(generateKeyPair('ed25519').publicKey), time: Math.floor(Date.now() / 1000) };

@@ -8,26 +8,21 @@
 //   - an old receipt to a user who sent a fresh nonce: NONCE_MISMATCH at the user.
 // Nothing is accepted twice: one affirming decision per nonce.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import { formatSshPublicKey, generateKeyPair } from '../../src/crypto/index.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { newNonce } from '../../src/protocol/nonce.js';
-import { createVm, startCluster, waitForAttestation, type Cluster } from '../node/support/cluster.js';
+import { createVm, waitForAttestation } from '../node/support/cluster.js';
+import { useCluster } from '../support/cluster-hooks.js';
 import { ssh } from '../node/vm/support.js';
 import { caDecisions, recordedEvidence, userFetchesReceipt } from './support.js';
 
 void describe('G5: replays are detected', () => {
-  let c: Cluster;
-  before(async () => {
-    c = await startCluster();
-    await c.waitForLog('registered');
-  });
-  after(async () => {
-    await c.dispose();
-  });
+  const cluster = useCluster();
 
   void it('the same nonce for a second VM: refused NONCE_REUSED; only the first VM\'s key is ever certified', async () => {
+    const c = cluster();
     const first = await createVm(c, { vmId: 'vm-g5-first' });
     assert.equal((await waitForAttestation(c, first.vmId)).attestation.state, 'attested');
     const second = await createVm(c, { vmId: 'vm-g5-second', nonce: first.nonce, hostname: first.hostname });
@@ -43,6 +38,7 @@ void describe('G5: replays are detected', () => {
   });
 
   void it('a recorded evidence replayed byte for byte: NONCE_REUSED; one receipt', async () => {
+    const c = cluster();
     const eventLog = c.node.hypervisor.eventLog();
     await c.stopNode();
     try {
@@ -60,6 +56,7 @@ void describe('G5: replays are detected', () => {
   });
 
   void it('an old receipt handed to a user with a fresh nonce: NONCE_MISMATCH', async () => {
+    const c = cluster();
     const old = await createVm(c, { vmId: 'vm-g5-old' });
     await waitForAttestation(c, old.vmId);
     const { receipt } = await c.ca.client.receipt(old.nonce);

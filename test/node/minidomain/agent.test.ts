@@ -4,36 +4,24 @@
 // sees one evidence for the (VM, nonce) and affirms it; a kernel off the allowlist is
 // refused with the CA's code; with attestation off nothing reaches the CA.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { sha256Digest } from '../../../src/protocol/digest.js';
-import { createVm, startCluster, waitForAttestation, type Cluster } from '../support/cluster.js';
+import { createVm, waitForAttestation } from '../support/cluster.js';
+import { useCluster } from '../../support/cluster-hooks.js';
+import { eventually } from '../../attacks/support.js';
 import { guestVariant } from '../vm/support.js';
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 void describe('attestation agent', () => {
-  let c: Cluster;
-  before(async () => {
-    c = await startCluster();
-    await c.waitForLog('registered');
-  });
-  after(async () => {
-    await c.dispose();
-  });
+  const cluster = useCluster();
 
   void it('retries while the CA is down, survives its own restart, and sends one evidence per (VM, nonce)', async () => {
+    const c = cluster();
     await c.stopCa();
     const vm = await createVm(c, { vmId: 'vm-retry' });
-    await waitFor('CA_UNREACHABLE on dom0', async () => (await c.dom0.call<{ attestation: { state: string; code?: string } }>('GET', '/v1/vms/vm-retry')).attestation.code === 'CA_UNREACHABLE');
+    await eventually('CA_UNREACHABLE on dom0', async () => (await c.dom0.call<{ attestation: { state: string; code?: string } }>('GET', '/v1/vms/vm-retry')).attestation.code === 'CA_UNREACHABLE');
     const launchesBefore = c.node.hypervisor.dom0.miniDomain().launches;
     await c.node.hypervisor.reportMiniDomainCrash('killed by the test');
-    await waitFor('the mini-domain relaunched through the gate', () => Promise.resolve(c.node.hypervisor.dom0.miniDomain().launches === launchesBefore + 1 && c.node.hypervisor.dom0.miniDomain().state === 'running'));
+    await eventually('the mini-domain relaunched through the gate', () => Promise.resolve(c.node.hypervisor.dom0.miniDomain().launches === launchesBefore + 1 && c.node.hypervisor.dom0.miniDomain().state === 'running'));
     await c.startCa();
     const done = await waitForAttestation(c, 'vm-retry');
     assert.equal(done.attestation.state, 'attested', JSON.stringify(done));
@@ -44,6 +32,7 @@ void describe('attestation agent', () => {
   });
 
   void it('a kernel off the allowlist is refused with the CA\'s code, visible to dom0', async () => {
+    const c = cluster();
     const image = guestVariant('not-allowed');
     const vm = await createVm(c, { vmId: 'vm-refused', image });
     const done = await waitForAttestation(c, vm.vmId);
@@ -53,15 +42,10 @@ void describe('attestation agent', () => {
 });
 
 void describe('attestation off (benchmark/development switch)', () => {
-  let c: Cluster;
-  before(async () => {
-    c = await startCluster({ attestation: 'off', enroll: false });
-  });
-  after(async () => {
-    await c.dispose();
-  });
+  const cluster = useCluster({ attestation: 'off', enroll: false });
 
   void it('marks VMs unattested (refused: UNSUPPORTED for the manager) and sends nothing to the CA', async () => {
+    const c = cluster();
     const vm = await createVm(c, { vmId: 'vm-plain' });
     const done = await waitForAttestation(c, vm.vmId);
     assert.equal(done.attestation.state, 'refused');

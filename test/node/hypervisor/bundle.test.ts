@@ -4,7 +4,7 @@
 // And the hypervisor's side of a runner's trouble: a VM destroyed while its runner was
 // starting it is stopped (never stored), and a runner's refusal keeps its code.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { sha256Digest } from '../../../src/protocol/digest.js';
@@ -12,34 +12,14 @@ import { TrustlaunchError } from '../../../src/protocol/errors.js';
 import { newNonce } from '../../../src/protocol/nonce.js';
 import { LaunchClaimsSchema } from '../../../src/protocol/messages.js';
 import { launchClaims } from '../../../src/node/minidomain/evidence.js';
-import type { DomainExecution, MiniDomainCapability, VmBoot } from '../../../src/node/hypervisor/index.js';
-import { bootTestNode } from './node-fixture.js';
+import { nodeWithMiniDomain, sshKey } from '../../support/hypervisor-vms.js';
 
-function sshKey(): string {
-  const raw = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
-  const type = Buffer.from('ssh-ed25519');
-  const blob = Buffer.concat([Buffer.from([0, 0, 0, type.length]), type, Buffer.from([0, 0, 0, 32]), raw]);
-  return `ssh-ed25519 ${blob.toString('base64')}`;
-}
-
-async function setup(runner?: (boot: VmBoot) => Promise<DomainExecution>) {
-  const minis: MiniDomainCapability[] = [];
-  const boots: VmBoot[] = [];
-  const t = await bootTestNode({
-    miniDomain: ({ capability }) => (minis.push(capability), { stop: () => Promise.resolve() }),
-    vmRunner: runner ?? ((boot) => (boots.push(boot), Promise.resolve({ stop: () => Promise.resolve() }))),
-  });
-  await t.node.dom0.launchMiniDomain(t.image);
-  const mini = minis[0];
-  assert.ok(mini);
-  return { t, mini, boots };
-}
 
 const MiB = 1024 * 1024;
 
 void describe('multi-part images', () => {
   void it('hashes each copied part; later changes to dom0\'s buffers change neither digests nor the bytes the runner gets', async () => {
-    const { t, mini, boots } = await setup();
+    const { t, mini, boots } = await nodeWithMiniDomain();
     const kernel = randomBytes(3 * MiB + 17);
     const initrd = randomBytes(2 * MiB + 4095);
     const cmdline = Buffer.from('console=ttyS0 quiet panic=-1');
@@ -74,7 +54,7 @@ void describe('multi-part images', () => {
   });
 
   void it('transfers nothing it does not copy: ArrayBuffer parts are detached from dom0 after the copy', async () => {
-    const { t, boots } = await setup();
+    const { t, boots } = await nodeWithMiniDomain();
     const kernel = new Uint8Array(randomBytes(5000)).buffer;
     const initrd = new Uint8Array(randomBytes(9000)).buffer;
     const expected = { kernel: sha256Digest(new Uint8Array(kernel)), initrd: sha256Digest(new Uint8Array(initrd)) };
@@ -89,7 +69,7 @@ void describe('multi-part images', () => {
   });
 
   void it('refuses malformed bundles before building anything', async () => {
-    const { t } = await setup();
+    const { t } = await nodeWithMiniDomain();
     const k = randomBytes(100);
     const bad: Array<[unknown, 'MALFORMED_REQUEST' | 'BODY_TOO_LARGE']> = [
       [{ initrd: k }, 'MALFORMED_REQUEST'],
@@ -124,7 +104,7 @@ void describe('runner trouble', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     let stopped = 0;
-    const { t } = await setup(async () => {
+    const { t } = await nodeWithMiniDomain(async () => {
       await gate;
       return { stop: () => ((stopped += 1), Promise.resolve()) };
     });
@@ -142,7 +122,7 @@ void describe('runner trouble', () => {
   void it("a runner's refusal keeps its code (no capacity, a malformed request, unsupported); a boot that went wrong is VM_BOOT_FAILED", async () => {
     const codes = ['CAPACITY_EXCEEDED', 'MALFORMED_REQUEST', 'UNSUPPORTED', 'INTERNAL'] as const;
     let next = 0;
-    const { t } = await setup(() => Promise.reject(codes[next] === 'INTERNAL' ? new Error('qemu: could not load kernel') : new TrustlaunchError(codes[next] as 'UNSUPPORTED', 'refused')));
+    const { t } = await nodeWithMiniDomain(() => Promise.reject(codes[next] === 'INTERNAL' ? new Error('qemu: could not load kernel') : new TrustlaunchError(codes[next] as 'UNSUPPORTED', 'refused')));
     for (const [i, code] of codes.entries()) {
       next = i;
       const info = await t.node.dom0.buildVm({ name: `vm-r${i}`, image: randomBytes(64) });

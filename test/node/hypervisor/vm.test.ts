@@ -1,38 +1,18 @@
 // VMs: the kernel digest is the hash of the copy in VM memory; the VM's channel is held
 // by the hypervisor and the VM only; the first host key is what the mini-domain receives.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isTrustlaunchError } from '../../../src/protocol/errors.js';
 import { sha256Digest } from '../../../src/protocol/digest.js';
-import type { MiniDomainCapability, VmBoot } from '../../../src/node/hypervisor/index.js';
-import { bootTestNode } from './node-fixture.js';
+import { nodeWithMiniDomain, sshKey } from '../../support/hypervisor-vms.js';
 
-function sshKey(): string {
-  const raw = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
-  const type = Buffer.from('ssh-ed25519');
-  const blob = Buffer.concat([Buffer.from([0, 0, 0, type.length]), type, Buffer.from([0, 0, 0, 32]), raw]);
-  return `ssh-ed25519 ${blob.toString('base64')}`;
-}
-
-async function setup(runner?: (boot: VmBoot) => Promise<{ stop(): Promise<void>; exited?: Promise<unknown> }>) {
-  const minis: MiniDomainCapability[] = [];
-  const boots: VmBoot[] = [];
-  const t = await bootTestNode({
-    miniDomain: ({ capability }) => (minis.push(capability), { stop: () => Promise.resolve() }),
-    vmRunner: runner ?? ((boot) => (boots.push(boot), Promise.resolve({ stop: () => Promise.resolve() }))),
-  });
-  await t.node.dom0.launchMiniDomain(t.image);
-  const mini = minis[0];
-  assert.ok(mini);
-  return { t, mini, boots };
-}
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 void describe('VMs', () => {
   void it("hashes the copy: the digest and the bytes the runner gets ignore later changes to dom0's buffer", async () => {
-    const { t, boots } = await setup();
+    const { t, boots } = await nodeWithMiniDomain();
     const image = randomBytes(2 * 1024 * 1024 + 5);
     const original = Buffer.from(image);
     const pending = t.node.dom0.buildVm({ name: 'vm-a', image });
@@ -48,7 +28,7 @@ void describe('VMs', () => {
   });
 
   void it('reports the first host key to the mini-domain; a second one is a recorded violation', async () => {
-    const { t, mini, boots } = await setup();
+    const { t, mini, boots } = await nodeWithMiniDomain();
     const info = await t.node.dom0.buildVm({ name: 'vm-a', image: Buffer.from('kernel') });
     await t.node.dom0.startVm(info.vmId);
     const guest = boots[0]?.capability.channel;
@@ -79,7 +59,7 @@ void describe('VMs', () => {
   });
 
   void it('waiting for a report times out, or fails when the VM is destroyed', async () => {
-    const { t, mini } = await setup();
+    const { t, mini } = await nodeWithMiniDomain();
     const a = await t.node.dom0.buildVm({ name: 'vm-a', image: Buffer.from('kernel') });
     await t.node.dom0.startVm(a.vmId);
     await assert.rejects(mini.waitForVmReport(a.vmId, 20), (e) => isTrustlaunchError(e, 'TIMEOUT'));
@@ -94,7 +74,7 @@ void describe('VMs', () => {
   void it('a runner that fails leaves no VM behind; one that exits destroys its VM', async () => {
     let exit: () => void = () => undefined;
     let fail = true;
-    const { t } = await setup(() => (fail ? Promise.reject(new Error('qemu missing')) : Promise.resolve({ stop: () => Promise.resolve(), exited: new Promise<void>((r) => (exit = r)) })));
+    const { t } = await nodeWithMiniDomain(() => (fail ? Promise.reject(new Error('qemu missing')) : Promise.resolve({ stop: () => Promise.resolve(), exited: new Promise<void>((r) => (exit = r)) })));
     const a = await t.node.dom0.buildVm({ name: 'vm-a', image: Buffer.from('kernel') });
     await assert.rejects(t.node.dom0.startVm(a.vmId), (e) => isTrustlaunchError(e, 'VM_BOOT_FAILED') && /qemu missing/.test(e.message));
     assert.equal(t.node.dom0.vm(a.vmId).state, 'destroyed');
@@ -109,7 +89,7 @@ void describe('VMs', () => {
   });
 
   void it('checks names, sizes and states', async () => {
-    const { t } = await setup();
+    const { t } = await nodeWithMiniDomain();
     await assert.rejects(t.node.dom0.buildVm({ name: 'VM A', image: Buffer.from('k') }), (e) => isTrustlaunchError(e, 'MALFORMED_REQUEST'));
     await assert.rejects(t.node.dom0.buildVm({ name: 'vm-a', image: new Uint8Array(0) }), (e) => isTrustlaunchError(e, 'BODY_TOO_LARGE'));
     await assert.rejects(t.node.dom0.buildVm({ name: 'vm-a', image: Buffer.from('k'), memoryBytes: 10 }), (e) => isTrustlaunchError(e, 'CAPACITY_EXCEEDED'));

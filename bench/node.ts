@@ -82,53 +82,59 @@ function plainHash(bytes: Uint8Array): Buffer {
   return h.digest();
 }
 
+/** Milliseconds `fn` takes, timed after gc(). */
+async function timed(fn: () => unknown): Promise<number> {
+  await gc();
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+interface GateRounds {
+  readonly hashMs: number[];
+  readonly gateMs: number[];
+  /** hash / gate of each round. */
+  readonly ratios: number[];
+}
+
+/**
+ * One warm-up and `rounds` paired rounds: plain SHA-256 of the bytes, then the gate on what
+ * dom0 hands over. `input` gives both for a round (the same bytes in the same memory).
+ */
+async function gateRounds(node: HypervisorNode, rounds: number, input: () => { hashed: Uint8Array; handed: Uint8Array | ArrayBuffer }): Promise<GateRounds> {
+  const out: GateRounds = { hashMs: [], gateMs: [], ratios: [] };
+  for (let r = 0; r < rounds + 1; r++) {
+    const { hashed, handed } = input();
+    const hash = await timed(() => plainHash(hashed));
+    const gate = await timed(() => node.dom0.launchMiniDomain(handed));
+    await node.dom0.stopMiniDomain();
+    if (r === 0) continue; // warm-up
+    out.ratios.push(hash / gate);
+    out.gateMs.push(gate);
+    out.hashMs.push(hash);
+  }
+  return out;
+}
+
 async function benchGate(ctx: BenchContext, rounds: number): Promise<void> {
   const image = randomBytes(64 * MiB);
   const node = await gateNode(image);
-  const ratios: number[] = [];
-  const copyRatios: number[] = [];
-  const gateMs: number[] = [];
-  const copyMs: number[] = [];
-  const hashMs: number[] = [];
+  let transferred: GateRounds;
+  let copied: GateRounds;
   try {
-    for (let r = 0; r < rounds + 1; r++) {
-      // The same bytes in the same memory for both sides (the buffer dom0 is about to hand
-      // over), and a collected heap before each timed section.
+    // The buffer dom0 is about to hand over (its pages are transferred).
+    transferred = await gateRounds(node, rounds, () => {
       const pages = new ArrayBuffer(image.length);
       new Uint8Array(pages).set(image);
-      await gc();
-      let t0 = performance.now();
-      plainHash(new Uint8Array(pages));
-      const hash = performance.now() - t0;
-
-      await gc();
-      t0 = performance.now();
-      await node.dom0.launchMiniDomain(pages);
-      const gate = performance.now() - t0;
-      await node.dom0.stopMiniDomain();
-      if (r === 0) continue; // warm-up
-      ratios.push(hash / gate);
-      gateMs.push(gate);
-      hashMs.push(hash);
-    }
+      return { hashed: new Uint8Array(pages), handed: pages };
+    });
     // The copy path, in rounds of its own (its extra 64 MiB allocations would disturb the others).
-    for (let r = 0; r < rounds + 1; r++) {
-      await gc();
-      let t0 = performance.now();
-      plainHash(image);
-      const hash = performance.now() - t0;
-      await gc();
-      t0 = performance.now();
-      await node.dom0.launchMiniDomain(image);
-      const copied = performance.now() - t0;
-      await node.dom0.stopMiniDomain();
-      if (r === 0) continue;
-      copyRatios.push(hash / copied);
-      copyMs.push(copied);
-    }
+    copied = await gateRounds(node, rounds, () => ({ hashed: image, handed: image }));
   } finally {
     await node.shutdown();
   }
+  const { ratios, gateMs, hashMs } = transferred;
+  const { ratios: copyRatios, gateMs: copyMs } = copied;
   const mibps = (ms: number): number => 64 / (ms / 1000);
   const best = (xs: readonly number[]): number => Math.min(...xs);
   ctx.report({

@@ -61,6 +61,32 @@ function run(file: string, args: readonly string[], timeoutMs: number): Promise<
   });
 }
 
+let knownHostsFiles = 0;
+
+/**
+ * The real `ssh` to 127.0.0.1:`port` as a user who trusts only `knownHosts` (written to a
+ * fresh file in `dir`): StrictHostKeyChecking=yes, no config file, no agent, only `identity`.
+ */
+export async function strictSsh(o: SshOptions & { readonly dir: string; readonly identity: string; readonly port: number; readonly user: string }): Promise<SshResult> {
+  const knownHostsPath = join(o.dir, `known_hosts.${knownHostsFiles++}`);
+  writeFileSync(knownHostsPath, o.knownHosts);
+  const args = [
+    '-F', '/dev/null',
+    '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', `UserKnownHostsFile=${knownHostsPath}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'ConnectTimeout=10',
+    ...(o.hostKeyAlias === undefined ? [] : ['-o', `HostKeyAlias=${o.hostKeyAlias}`]),
+    '-i', o.identity,
+    '-p', String(o.port),
+    `${o.user}@127.0.0.1`,
+    o.command,
+  ];
+  return run(requireCommand('ssh'), args, o.timeoutMs ?? 20_000);
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -174,7 +200,6 @@ interface SshdState {
 
 function makeSshd(s: SshdState): Sshd {
   let stopped = false;
-  let calls = 0;
   return {
     port: s.port,
     user: s.user,
@@ -184,23 +209,7 @@ function makeSshd(s: SshdState): Sshd {
     clientKeyPath: s.clientKeyPath,
     log: s.log,
     async ssh(o: SshOptions): Promise<SshResult> {
-      const knownHostsPath = join(s.dir, `known_hosts.${calls++}`);
-      writeFileSync(knownHostsPath, o.knownHosts);
-      const args = [
-        '-F', '/dev/null',
-        '-o', 'BatchMode=yes',
-        '-o', 'StrictHostKeyChecking=yes',
-        '-o', `UserKnownHostsFile=${knownHostsPath}`,
-        '-o', 'GlobalKnownHostsFile=/dev/null',
-        '-o', 'IdentitiesOnly=yes',
-        '-o', 'ConnectTimeout=10',
-        ...(o.hostKeyAlias === undefined ? [] : ['-o', `HostKeyAlias=${o.hostKeyAlias}`]),
-        '-i', s.clientKeyPath,
-        '-p', String(s.port),
-        `${s.user}@127.0.0.1`,
-        o.command,
-      ];
-      return run(requireCommand('ssh'), args, o.timeoutMs ?? 20_000);
+      return strictSsh({ ...o, dir: s.dir, identity: s.clientKeyPath, port: s.port, user: s.user });
     },
     async stop(): Promise<void> {
       if (stopped) return;

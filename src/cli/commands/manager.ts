@@ -24,7 +24,8 @@ function parseScheduler(text: string): SchedulerName {
   return text as SchedulerName;
 }
 
-function parsePositiveInt(text: string): number {
+/** A whole number above 0 (--memory, --max-vms, --ttl). */
+export function parsePositiveInt(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
   return n;

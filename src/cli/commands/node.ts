@@ -15,6 +15,7 @@ import { startNode, type NodeLog } from '../../node/node.js';
 import type { NodeView } from '../../node/dom0/api.js';
 import { action, printResult, type OutputOptions } from '../output.js';
 import { serveUntilSignal } from '../serve.js';
+import { parsePositiveInt } from './manager.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
@@ -27,12 +28,6 @@ function parseDevice(text: string): { kind: NodeDeviceKind; path?: string } {
   if (text.startsWith('tpm:')) return { kind: 'tpm', path: text.slice(4) };
   if (!(DEVICE_KINDS as readonly string[]).includes(text)) throw new InvalidArgumentError(`one of ${DEVICE_KINDS.join(', ')} or tpm:/dev/tpmrmN`);
   return { kind: text as NodeDeviceKind };
-}
-
-function parsePositiveInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 function parseVmBackend(text: string): VmBackendKind {

@@ -8,7 +8,7 @@
 // a manager that points users at another server before anything is written; it is not what
 // makes ssh safe — known_hosts is.
 import { execFile } from 'node:child_process';
-import { isIP } from 'node:net';
+import { connect, isIP } from 'node:net';
 import { parseSshPublicKey } from '../crypto/ssh-keys.js';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { HostnameSchema } from '../protocol/messages.js';
@@ -60,11 +60,48 @@ export interface ProbeResult {
   readonly answered: boolean;
 }
 
-/** The keys the endpoint presents, asked again until it answers, `deadline` passes or `signal` aborts ([]). */
+/**
+ * Whether something listens at the endpoint now (a TCP connection opens; it is closed at
+ * once). Waiting for a VM's sshd to start costs a loopback connection per look instead
+ * of an ssh-keyscan process; whether it is an SSH server is for ssh-keyscan to find out.
+ */
+export function listening(endpoint: SshEndpoint, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: endpoint.host, port: endpoint.port });
+    const done = (open: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(open);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.on('connect', () => done(true));
+    socket.on('error', () => done(false));
+  });
+}
+
+/** How often scanHostKeys looks for the server: every 20 ms for its first second (a VM's sshd starts then), then every 100 ms. */
+const FAST_LOOKS = 50;
+const FAST_LOOK_MS = 20;
+const SLOW_LOOK_MS = 100;
+
+/**
+ * The keys the endpoint presents, asked again until it answers, `deadline` passes or
+ * `signal` aborts ([]). Until something listens there, it is looked for with a connection
+ * (`listening`: every 20 ms for a second, then every 100 ms — the launch waits on this, and
+ * a look costs no process); ssh-keyscan runs once something does (and again, backing off
+ * to 500 ms, while it reads no key of the types asked for: a port forward that accepts
+ * before the guest's sshd runs, a server that is not SSH).
+ */
 export async function scanHostKeys(endpoint: SshEndpoint, deadline: number, signal?: AbortSignal, types?: readonly ScanType[]): Promise<string[]> {
-  for (let delay = 25; signal?.aborted !== true; delay = Math.min(delay * 2, 500)) {
-    const keys = await presentedHostKeys(endpoint, 3, types);
-    if (keys.length > 0 || Date.now() + delay > deadline) return keys;
+  let keyscanDelay = 25;
+  for (let look = 0; signal?.aborted !== true; look++) {
+    let delay = look < FAST_LOOKS ? FAST_LOOK_MS : SLOW_LOOK_MS;
+    if (await listening(endpoint, Math.max(100, Math.min(1000, deadline - Date.now())))) {
+      const keys = await presentedHostKeys(endpoint, 3, types);
+      if (keys.length > 0) return keys;
+      delay = keyscanDelay = Math.min(keyscanDelay * 2, 500);
+    }
+    if (Date.now() + delay > deadline) return [];
     await new Promise((r) => setTimeout(r, delay));
   }
   return [];

@@ -1,9 +1,20 @@
 // The VM's SSH endpoint as the client handles it (src/client/ssh-endpoint.ts): the address
 // the (untrusted) manager reports never reaches a command line as an option; the ssh
-// arguments are the strict ones; and the endpoint check reads the key a real sshd presents.
+// arguments are the strict ones; and the endpoint check reads the key a real sshd presents,
+// waiting for one that is not there yet (a port that accepts and hangs up, as a port
+// forward does before the guest's sshd runs, is not taken for it).
+
+/** A loopback TCP server on a free port whose connections `handle` gets. */
+async function tcpServer(handle: (socket: Socket) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+const closeServer = (server: Server): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
 import assert from 'node:assert/strict';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { checkEndpoint, presentedHostKeys, probeHostKey, shellLine, sshArguments } from '../../src/client/ssh-endpoint.js';
+import { checkEndpoint, listening, presentedHostKeys, probeHostKey, scanHostKeys, shellLine, sshArguments } from '../../src/client/ssh-endpoint.js';
 import { generateKeyPair } from '../../src/crypto/keys.js';
 import { formatSshPublicKey } from '../../src/crypto/ssh-keys.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
@@ -48,5 +59,56 @@ describe('ssh endpoint', () => {
     const started = Date.now();
     assert.deepEqual(await probeHostKey({ host: '127.0.0.1', port: closed }, other, Date.now() + 1000), { answered: false });
     assert.ok(Date.now() - started < 6000);
+  });
+
+  it('looks for a listening server with a connection, closed at once', async () => {
+    assert.equal(await listening({ host: '127.0.0.1', port: sshd.port }, 3000), true);
+    let closed = 29_999;
+    while (!(await portIsFree(closed))) closed--;
+    assert.equal(await listening({ host: '127.0.0.1', port: closed }, 3000), false, 'nothing listening');
+    let opened = 0;
+    let ended = 0;
+    const silent = await tcpServer((socket) => {
+      opened++;
+      socket.on('close', () => ended++);
+    });
+    try {
+      assert.equal(await listening({ host: '127.0.0.1', port: silent.port }, 3000), true);
+      for (let i = 0; i < 50 && ended < 1; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual([opened, ended], [1, 1], 'the look closed its connection');
+    } finally {
+      await closeServer(silent.server);
+    }
+  });
+
+  it('waits for an SSH server that is not there yet, and reads its key once it is', async () => {
+    // Before `open`: the port accepts and hangs up at once, as QEMU's port forward does before the guest's sshd listens.
+    let open = false;
+    const sockets = new Set<Socket>();
+    const proxy = await tcpServer((client) => {
+      if (!open) {
+        client.destroy();
+        return;
+      }
+      const upstream = connect({ host: '127.0.0.1', port: sshd.port });
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    try {
+      const scan = scanHostKeys({ host: '127.0.0.1', port: proxy.port }, Date.now() + 20_000);
+      await new Promise((r) => setTimeout(r, 400));
+      open = true;
+      assert.deepEqual(await scan, [sshd.hostPublicKey.split(' ').slice(0, 2).join(' ')]);
+      // And one that never answers is given up at the deadline: no keys.
+      open = false;
+      assert.deepEqual(await scanHostKeys({ host: '127.0.0.1', port: proxy.port }, Date.now() + 500), []);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await closeServer(proxy.server);
+    }
   });
 });

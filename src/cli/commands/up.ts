@@ -6,6 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { up, MAX_NODES, UP_DEVICES, type RunningCluster, type UpDevice } from '../../cluster/up.js';
 import type { ExitCode } from '../exit-codes.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { untilStopSignal } from '../serve.js';
 
 interface UpFlags extends OutputOptions {
   nodes?: number;
@@ -81,28 +82,6 @@ export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>;
   return { json, lines };
 }
 
-/**
- * Resolves on the first SIGINT or SIGTERM. A second one while stopping ends the process at
- * once (exit 130); the nodes' exit hooks still kill their VMs.
- */
-export function untilSignal(say: (line: string) => void = () => undefined): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const first = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', first);
-      process.off('SIGTERM', first);
-      const again = (): void => {
-        say('stopping at once');
-        process.exit(130);
-      };
-      process.once('SIGINT', again);
-      process.once('SIGTERM', again);
-      resolve(signal);
-    };
-    process.on('SIGINT', first);
-    process.on('SIGTERM', first);
-  });
-}
-
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
@@ -120,7 +99,10 @@ export function registerUpCommand(program: Command): void {
         const temporary = opts.dir === undefined ? dir : undefined;
         const say = opts.json === true ? (): void => undefined : (line: string): void => void process.stderr.write(`${line}\n`);
         // Ctrl-C while starting: stop what started, then leave (a second Ctrl-C: at once).
-        const early = untilSignal(say);
+        const early = untilStopSignal(() => {
+          say('stopping at once');
+          process.exit(130); // the nodes' exit hooks still kill their VMs
+        });
         let cluster: RunningCluster | undefined;
         try {
           say(`starting in ${dir} …`);

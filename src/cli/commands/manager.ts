@@ -7,6 +7,7 @@ import { startManager } from '../../manager/server.js';
 import type { NodeView, UserView } from '../../manager/http/views.js';
 import { withConnectionOptions, withManager, type ConnectionFlags } from '../context.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { parsePositiveInt } from '../options.js';
 import { serveUntilSignal } from '../serve.js';
 
 type Flags = ConnectionFlags & OutputOptions;
@@ -22,13 +23,6 @@ export function parseListen(text: string): { host: string | undefined; port: num
 function parseScheduler(text: string): SchedulerName {
   if (!(SCHEDULER_NAMES as readonly string[]).includes(text)) throw new InvalidArgumentError(`one of ${SCHEDULER_NAMES.join(', ')}`);
   return text as SchedulerName;
-}
-
-/** A whole number above 0 (--memory, --max-vms, --ttl). */
-export function parsePositiveInt(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 export function registerManagerCommands(program: Command): void {

@@ -14,8 +14,8 @@ import { initNode, measureNode } from '../../node/init.js';
 import { startNode, type NodeLog } from '../../node/node.js';
 import type { NodeView } from '../../node/dom0/api.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { parseOnOff, parsePositiveInt } from '../options.js';
 import { serveUntilSignal } from '../serve.js';
-import { parsePositiveInt } from './manager.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
@@ -33,11 +33,6 @@ function parseDevice(text: string): { kind: NodeDeviceKind; path?: string } {
 function parseVmBackend(text: string): VmBackendKind {
   if (!(VM_BACKENDS as readonly string[]).includes(text)) throw new InvalidArgumentError(VM_BACKENDS.join(' or '));
   return text as VmBackendKind;
-}
-
-function parseOnOff(text: string): 'on' | 'off' {
-  if (text !== 'on' && text !== 'off') throw new InvalidArgumentError('on or off');
-  return text;
 }
 
 /** A secret from a 0600 file, else from the environment variable, else undefined. */

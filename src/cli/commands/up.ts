@@ -6,6 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { up, MAX_NODES, UP_DEVICES, type RunningCluster, type UpDevice } from '../../cluster/up.js';
 import type { ExitCode } from '../exit-codes.js';
 import { action, printResult, type OutputOptions } from '../output.js';
+import { parseOnOff } from '../options.js';
 import { untilStopSignal } from '../serve.js';
 
 interface UpFlags extends OutputOptions {
@@ -31,11 +32,6 @@ function parseDevice(text: string): UpDevice {
 
 /** How a person reads a node's auth device. */
 const DEVICE_TEXT: Readonly<Record<string, string>> = { sim: 'software TPM', swtpm: 'swtpm', 'pci-nvstore': 'pci-nvstore', tpm: 'TPM' };
-
-function parseOnOff(text: string): 'on' | 'off' {
-  if (text !== 'on' && text !== 'off') throw new InvalidArgumentError('on or off');
-  return text;
-}
 
 /** What a user needs to use the cluster: endpoints, the CA fingerprint, the token, and the commands. */
 export function clusterInfo(c: RunningCluster): { json: Record<string, unknown>; lines: string[] } {

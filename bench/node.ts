@@ -32,6 +32,7 @@ import { createSelfSignedCa, issueCertificate } from '../src/crypto/x509.js';
 import { manufactureTpm } from '../src/tpm/sim/manufacture.js';
 import { MemoryStateStore } from '../src/tpm/sim/store.js';
 import { SoftwareTpmDevice } from '../src/tpm/sim/device.js';
+import { argValue } from './lib/args.js';
 import { percentile, type BenchContext } from './lib/report.js';
 
 const MiB = 1024 * 1024;
@@ -47,11 +48,6 @@ const collect = runInNewContext('gc') as () => void;
 async function gc(): Promise<void> {
   collect();
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
-}
-
-function argValue(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 const median = (xs: readonly number[]): number => percentile(xs, 50);
@@ -210,10 +206,9 @@ function startCaProcess(dir: string): Promise<{ url: string; process: ChildProce
 
 async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
   // Loaded here, not at the top: the gate's rounds run in a process as lean as a node's hypervisor.
-  const { initCaDirectory, loadCaDirectory, addEndorsementRoot } = await import('../src/ca/directory.js');
+  const { initCaDirectory, loadCaDirectory } = await import('../src/ca/directory.js');
   const { CaAdminClient } = await import('../src/ca/client.js');
-  const { initNode } = await import('../src/node/init.js');
-  const { startNode } = await import('../src/node/node.js');
+  const { startBenchNode } = await import('./lib/node.js');
   const { defaultGuestImage, padGuestImage } = await import('../src/node/vm/process/index.js');
   const dir = mkdtempSync(join(tmpdir(), 'tl-bench-node-'));
   const nodes: RunningNode[] = [];
@@ -237,27 +232,19 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
     const made: Record<'on' | 'off', RunningNode> = {} as Record<'on' | 'off', RunningNode>;
     const finals: Finals = new Map();
     for (const mode of ['on', 'off'] as const) {
-      const nodeDir = join(dir, `node-${mode}`);
-      const n = await initNode({ dir: nodeDir, nodeId: `bench-${mode}`, device: 'sim', caUrl: service.url, caCertificateFile: rootFile, listen: { host: '127.0.0.1', port: 0 }, memoryMiB: 4096, attestation: mode });
-      for (const root of n.endorsementRoots) await addEndorsementRoot(join(dir, 'ca'), root);
-      if (mode === 'on') {
-        const m = n.measurements;
-        await admin.addPlatform({ name: 'bench-node', hypervisor: m.hypervisor, minidomain: m.minidomain, firmware: m.firmware, bootConfig: m.bootConfig });
-      }
-      const token = mode === 'on' ? (await admin.createToken()).token : undefined;
-      let registered: () => void = () => undefined;
-      const ready = new Promise<void>((r) => (registered = r));
-      const node = await startNode({
-        dir: nodeDir,
-        ...(token === undefined ? {} : { enrollToken: token }),
-        listen: { host: '127.0.0.1', port: 0 },
-        log: (l) => {
-          if (l.event === 'registered' || l.event === 'attestation-off') registered();
-          if (l.event === 'attested' || l.event === 'unattested' || l.event === 'refused') finals.get(String(l['vm']))?.(performance.now());
+      const node = await startBenchNode(
+        { dir: join(dir, 'ca'), url: service.url, rootFile, admin },
+        {
+          dir: join(dir, `node-${mode}`),
+          nodeId: `bench-${mode}`,
+          attestation: mode,
+          platform: 'bench-node',
+          log: (l) => {
+            if (l.event === 'attested' || l.event === 'unattested' || l.event === 'refused') finals.get(String(l['vm']))?.(performance.now());
+          },
+          started: (n) => nodes.push(n),
         },
-      });
-      nodes.push(node);
-      await ready;
+      );
       await node.dom0.images.putBytes(image);
       made[mode] = node;
     }

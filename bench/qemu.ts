@@ -28,42 +28,30 @@
 // 2. M VMs (default 4) launched at once on this machine, attested and verified as above:
 //    every one verified, and the time until the last ssh succeeded; baseline the same M
 //    launched at once with attestation off.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { CaAdminClient, CaClient } from '../src/ca/client.js';
-import { addEndorsementRoot, initCaDirectory, loadCaDirectory } from '../src/ca/directory.js';
+import { initCaDirectory, loadCaDirectory } from '../src/ca/directory.js';
 import { startCaService } from '../src/ca/service.js';
 import { knownHostLines } from '../src/client/known-hosts.js';
 import { clientPaths } from '../src/client/paths.js';
 import { loadPinnedCa, trustCa, type TrustedCa } from '../src/client/pinned-ca.js';
 import { scanHostKeys, sshArguments } from '../src/client/ssh-endpoint.js';
 import { verifyLaunch } from '../src/client/verify.js';
-import { initNode } from '../src/node/init.js';
-import { startNode, type RunningNode } from '../src/node/node.js';
+import type { RunningNode } from '../src/node/node.js';
 import { buildGuest, readManifestFile } from '../src/node/vm/qemu/guest-image.js';
 import type { QemuVmBackend } from '../src/node/vm/qemu/index.js';
 import type { Digest } from '../src/protocol/digest.js';
 import { TrustlaunchError } from '../src/protocol/errors.js';
 import { newNonce } from '../src/protocol/nonce.js';
+import { argValue } from './lib/args.js';
+import { exec } from './lib/exec.js';
+import { startBenchNode } from './lib/node.js';
 import { percentile, type BenchContext } from './lib/report.js';
 
 const SSH_DEADLINE_MS = 180_000;
 const median = (xs: readonly number[]): number => percentile(xs, 50);
-
-function argValue(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-function exec(file: string, args: readonly string[], timeoutMs = 30_000): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
-      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
 
 type Mode = 'on' | 'on-ungated' | 'off';
 const MODES: readonly Mode[] = ['on', 'on-ungated', 'off'];
@@ -102,28 +90,18 @@ async function setUp(): Promise<Setup> {
     const parts = [readFileSync(guest.kernelPath), readFileSync(guest.initrdPath), readFileSync(guest.cmdlinePath), readManifestFile(join(guest.dir, 'manifest.json')).bytes];
     const nodes = {} as Record<Mode, RunningNode>;
     for (const mode of MODES) {
-      const attestation = mode === 'off' ? 'off' : 'on';
-      const nodeDir = join(dir, `node-${mode}`);
-      const n = await initNode({ dir: nodeDir, nodeId: `bench-${mode}`, device: 'sim', caUrl: service.url, caCertificateFile: rootFile, listen: { host: '127.0.0.1', port: 0 }, memoryMiB: 4096, attestation, vmBackend: 'qemu' });
-      for (const root of n.endorsementRoots) await addEndorsementRoot(join(dir, 'ca'), root);
-      if (attestation === 'on') {
-        const m = n.measurements;
-        await admin.addPlatform({ name: `bench-${mode}`, hypervisor: m.hypervisor, minidomain: m.minidomain, firmware: m.firmware, bootConfig: m.bootConfig });
-      }
-      const token = attestation === 'on' ? (await admin.createToken()).token : undefined;
-      let registered: () => void = () => undefined;
-      const ready = new Promise<void>((r) => (registered = r));
-      const node = await startNode({
-        dir: nodeDir,
-        ...(token === undefined ? {} : { enrollToken: token }),
-        listen: { host: '127.0.0.1', port: 0 },
-        ...(mode === 'on-ungated' ? { qemuVms: { certificateWaitMs: 0 } } : {}),
-        log: (l) => {
-          if (l.event === 'registered' || l.event === 'attestation-off') registered();
+      const node = await startBenchNode(
+        { dir: join(dir, 'ca'), url: service.url, rootFile, admin },
+        {
+          dir: join(dir, `node-${mode}`),
+          nodeId: `bench-${mode}`,
+          attestation: mode === 'off' ? 'off' : 'on',
+          platform: `bench-${mode}`,
+          vmBackend: 'qemu',
+          ...(mode === 'on-ungated' ? { qemuVms: { certificateWaitMs: 0 } } : {}),
+          started: (n) => closers.push(() => n.stop()),
         },
-      });
-      closers.push(() => node.stop());
-      await ready;
+      );
       for (const p of parts) await node.dom0.images.putBytes(p);
       nodes[mode] = node;
     }

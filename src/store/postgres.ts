@@ -67,9 +67,22 @@ export async function openPostgres(
     max: PG_POOL_MAX,
     idleTimeoutMillis: PG_IDLE_TIMEOUT_MS,
   });
-  // An idle pooled client whose server connection dies emits 'error' on the pool; an
-  // unhandled one would end the process. The pool drops that client by itself.
-  pool.on('error', opts.onError);
+  // A pg.Client whose session the server ends (pg_terminate_backend, a restart, a dropped
+  // database) emits 'error'; one without a listener ends the process. The pool listens only
+  // while the client is idle, so a client checked out between two statements (a transaction,
+  // Kysely's acquire-then-query) needs a listener of its own: the error is reported once,
+  // here, and whoever holds the client sees its next query fail; the pool then discards it.
+  // Once per client: the socket closing after the server's FATAL message is a second error.
+  pool.on('connect', (client) => {
+    let reported = false;
+    client.on('error', (e) => {
+      if (reported) return;
+      reported = true;
+      opts.onError(e);
+    });
+  });
+  // The pool re-emits an idle client's error, already reported by the listener above.
+  pool.on('error', () => undefined);
   try {
     const { rows } = await pool.query<{ v: string }>("select current_setting('server_version_num') as v");
     const version = Number(rows[0]?.v);

@@ -35,14 +35,18 @@ export interface OpenTestDatabase {
 
 export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
 
-export function forEachDatabase(name: string, fn: (open: OpenTestDatabase) => void): void {
-  for (const dialect of DIALECTS) {
+/** `dialects`: only these (a behaviour one dialect alone has, e.g. PostgreSQL ending sessions). */
+export function forEachDatabase(name: string, fn: (open: OpenTestDatabase) => void, dialects: readonly Dialect[] = DIALECTS): void {
+  for (const dialect of dialects) {
     describe(`${name} [${dialect}]`, () => {
       const scope = new DatabaseScope(dialect);
       beforeEach(() => scope.enterTest());
+      fn(scope.opener());
+      // Registered after the block's own hooks, so they run after them (node:test runs a
+      // block's hooks in the order registered): what the block closes in its afterEach/after
+      // (a manager, a child process) is closed before its database is reset or dropped.
       afterEach(() => scope.leaveTest());
       after(() => scope.dispose());
-      fn(scope.opener());
     });
   }
 }

@@ -2,7 +2,7 @@
 // backend, a client key, the real OpenSSH client, and guest image variants (a behaviour
 // marker, and a tampered guest that leaks its private host key to the console).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js
 import type { VmBackend } from '../../../src/node/vm/backend.js';
 import { defaultGuestImage, openProcessVmBackend, type ProcessVmBackend, type ProcessVmBackendOptions } from '../../../src/node/vm/process/index.js';
 import { bootTestNode, type TestNode } from '../hypervisor/node-fixture.js';
+import { strictSsh, type SshOptions } from '../../support/sshd.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 
 /** A node of the real hypervisor (software TPM) whose VMs a real backend runs; no CA. */
@@ -163,30 +164,9 @@ export function run(file: string, args: readonly string[], timeoutMs = 20_000): 
   });
 }
 
-let knownHostsFiles = 0;
-
 /** The real `ssh` with StrictHostKeyChecking=yes and only the known_hosts content given. */
-export async function ssh(o: { port: number; key: ClientKey; knownHosts: string; hostKeyAlias?: string; command: string; timeoutMs?: number }): Promise<RunResult> {
-  const knownHostsPath = join(o.key.dir, `known_hosts.${knownHostsFiles++}`);
-  writeFileSync(knownHostsPath, o.knownHosts);
-  return run(
-    requireCommand('ssh'),
-    [
-      '-F', '/dev/null',
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownHostsPath}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'ConnectTimeout=10',
-      ...(o.hostKeyAlias === undefined ? [] : ['-o', `HostKeyAlias=${o.hostKeyAlias}`]),
-      '-i', o.key.path,
-      '-p', String(o.port),
-      `${userInfo().username}@127.0.0.1`,
-      o.command,
-    ],
-    o.timeoutMs ?? 20_000,
-  );
+export function ssh(o: SshOptions & { port: number; key: ClientKey }): Promise<RunResult> {
+  return strictSsh({ ...o, dir: o.key.dir, identity: o.key.path, user: userInfo().username });
 }
 
 /** True when nothing listens on 127.0.0.1:port (we can bind it). */

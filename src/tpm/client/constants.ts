@@ -1,6 +1,7 @@
 // Constants only a TPM command client needs (Part 2: Structures): command codes, startup
 // and session types, capabilities, the password-session handle, session and NV attribute
-// bits. Algorithm ids, structure tags and hierarchy handles come from ../constants.ts.
+// bits. Algorithm ids, structure tags, hierarchy handles and handle types (TPM_HT) come
+// from ../constants.ts.
 
 /** TPM_CC (Part 2 §6.5.2): the commands this client sends. */
 export const TPM_CC = {
@@ -83,9 +84,6 @@ export const TPM_PT = {
   PERMANENT: 0x00000200,
   HR_TRANSIENT_AVAIL: 0x00000207,
 } as const;
-
-/** TPM_HT (Part 2 §7.2) under its former name here: use TPM_HT from ../constants.ts. */
-export { TPM_HT as HANDLE_TYPE } from '../constants.js';
 
 /** TPM_RS_PW (Part 2 §7.4): the password authorization "session". */
 export const TPM_RS_PW = 0x40000009;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { toBase64url } from '../../../src/protocol/base64url.js';
-import { TPM_ALG, TPM_ECC_CURVE, TPM_RH } from '../../../src/tpm/constants.js';
+import { TPM_ALG, TPM_ECC_CURVE, TPM_HT, TPM_RH } from '../../../src/tpm/constants.js';
 import { makeCredential } from '../../../src/tpm/crypto/credential.js';
 import { objectName } from '../../../src/tpm/crypto/name.js';
 import { verifyQuote } from '../../../src/tpm/quote/verify.js';
@@ -21,7 +21,7 @@ import { create, createPrimary, evictControl, flushContext, load, readPublic } f
 import { pcrExtend, pcrRead, pcrReadSha256 } from '../../../src/tpm/client/commands/pcr.js';
 import { policyGetDigest, policySecret, startPolicySession } from '../../../src/tpm/client/commands/sessions.js';
 import { startup } from '../../../src/tpm/client/commands/startup.js';
-import { HANDLE_TYPE, TPMA_NV, TPM_PT } from '../../../src/tpm/client/constants.js';
+import { TPMA_NV, TPM_PT } from '../../../src/tpm/client/constants.js';
 import { isTpmResponseError } from '../../../src/tpm/client/errors.js';
 import { RC } from '../../../src/tpm/client/response-code.js';
 import { flushAfter, withEndorsementKeyAuth, withPolicySecret, withTransient } from '../../../src/tpm/client/scoped.js';
@@ -58,8 +58,8 @@ void describe('TPM 2.0 commands against swtpm', () => {
     const banks = await getPcrBanks(f.tpm);
     const sha256Bank = banks.find((b) => b.hash === TPM_ALG.SHA256);
     assert.deepEqual(sha256Bank?.pcrs, Array.from({ length: 24 }, (_, i) => i));
-    assert.deepEqual(await getHandles(f.tpm, HANDLE_TYPE.PERSISTENT), [0x81010001, 0x81010016]);
-    assert.deepEqual(await getHandles(f.tpm, HANDLE_TYPE.NV_INDEX), [0x01c00002, 0x01c00016]);
+    assert.deepEqual(await getHandles(f.tpm, TPM_HT.PERSISTENT), [0x81010001, 0x81010016]);
+    assert.deepEqual(await getHandles(f.tpm, TPM_HT.NV_INDEX), [0x01c00002, 0x01c00016]);
   });
 
   void it('GetRandom: as many bytes as asked, over several TPM calls', async () => {
@@ -74,9 +74,9 @@ void describe('TPM 2.0 commands against swtpm', () => {
   void it('CreatePrimary re-creates the certified RSA EK (same Name as the persistent one); FlushContext frees it', async () => {
     const persistent = await readPublic(f.tpm, EK_HANDLE.rsa2048);
     const ek = await createPrimary(f.tpm, { hierarchy: TPM_RH.ENDORSEMENT, template: EK_TEMPLATE_RSA2048 });
-    assert.equal(ek.handle >>> 24, HANDLE_TYPE.TRANSIENT);
+    assert.equal(ek.handle >>> 24, TPM_HT.TRANSIENT);
     assert.deepEqual(ek.name, persistent.name);
-    assert.deepEqual(await getHandles(f.tpm, HANDLE_TYPE.TRANSIENT), [ek.handle]);
+    assert.deepEqual(await getHandles(f.tpm, TPM_HT.TRANSIENT), [ek.handle]);
     await flushContext(f.tpm, ek.handle);
     // A flushed transient handle references no loaded object: a warning, TPM_RC_REFERENCE_H0.
     await assert.rejects(readPublic(f.tpm, ek.handle), (e: unknown) => isTpmResponseError(e, RC.REFERENCE_H0));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TpmClient } from '../../../src/tpm/client/client.js';
 import { getHandles } from '../../../src/tpm/client/commands/capability.js';
 import { startupClear } from '../../../src/tpm/client/commands/startup.js';
-import { HANDLE_TYPE } from '../../../src/tpm/client/constants.js';
+import { TPM_HT } from '../../../src/tpm/constants.js';
 import { SocketTransport } from '../../../src/tpm/client/socket-transport.js';
 import { manufactureSwtpm, swtpmLayout, type SwtpmLayout } from '../../../src/tpm/swtpm/manufacture.js';
 import { SwtpmProcess, type SwtpmTransportKind } from '../../../src/tpm/swtpm/process.js';
@@ -110,7 +110,7 @@ export function assertProcessGone(pid: number): void {
 
 /** Transient objects and sessions currently in the TPM (a TPM without a resource manager shows them all). */
 export async function loadedHandles(tpm: TpmClient): Promise<number[]> {
-  return [...(await getHandles(tpm, HANDLE_TYPE.TRANSIENT)), ...(await getHandles(tpm, HANDLE_TYPE.HMAC_SESSION)), ...(await getHandles(tpm, HANDLE_TYPE.POLICY_SESSION))];
+  return [...(await getHandles(tpm, TPM_HT.TRANSIENT)), ...(await getHandles(tpm, TPM_HT.HMAC_SESSION)), ...(await getHandles(tpm, TPM_HT.POLICY_SESSION))];
 }
 
 export async function assertNoLoadedHandles(tpm: TpmClient): Promise<void> {

@@ -2,12 +2,12 @@
 // session, TPM2_PolicySecret (§23.4) and TPM2_PolicyGetDigest (§23.19). Using an EK
 // needs PolicySecret(TPM_RH_ENDORSEMENT) (TCG EK Credential Profile, PolicyA).
 import { randomBytes } from 'node:crypto';
-import { BOUNDS, TPM_ALG, TPM_RH } from '../../constants.js';
+import { BOUNDS, TPM_ALG, TPM_HT, TPM_RH } from '../../constants.js';
 import { hashSize } from '../../crypto/hash.js';
 import { Tpm2bDigest } from '../../structures/sized.js';
 import { EMPTY_AUTH, type Authorization, type PolicySession } from '../authorization.js';
 import type { TpmClient } from '../client.js';
-import { HANDLE_TYPE, TPM_CC, TPM_SE } from '../constants.js';
+import { TPM_CC, TPM_SE } from '../constants.js';
 import { readTpmtTicket } from '../structures/creation.js';
 
 /** TPM2_StartAuthSession with tpmKey = bind = TPM_RH_NULL and symmetric = TPM_ALG_NULL; the caller flushes the session. */
@@ -26,7 +26,7 @@ export function startPolicySession(tpm: TpmClient, hashAlg: number = TPM_ALG.SHA
     responseHandles: 1,
     response: (r, handles) => {
       const handle = handles[0] ?? 0;
-      if (handle >>> 24 !== HANDLE_TYPE.POLICY_SESSION) r.fail('sessionHandle', `0x${handle.toString(16)} is not a policy session handle`);
+      if (handle >>> 24 !== TPM_HT.POLICY_SESSION) r.fail('sessionHandle', `0x${handle.toString(16)} is not a policy session handle`);
       return { handle, hashAlg, nonceTPM: r.sized('nonceTPM', BOUNDS.DIGEST) };
     },
   });

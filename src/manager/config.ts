@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { TrustlaunchError } from '../protocol/errors.js';
 import { describeIssues } from '../protocol/messages.js';
 import { readSecretFile } from '../crypto/files.js';
+import { readJsonFile } from '../fs/json-file.js';
 import { SCHEDULER_NAMES } from './scheduler.js';
 
 export interface ManagerPaths {
@@ -77,21 +78,10 @@ export type ManagerConfigInput = z.input<typeof ManagerConfigSchema>;
 
 export async function readManagerConfig(dir: string): Promise<ManagerConfig> {
   const path = managerPaths(dir).config;
-  let text: string;
-  try {
-    text = (await readSecretFile(path, { maxBytes: 64 * 1024 })).toString('utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new TrustlaunchError('NOT_FOUND', `${path} does not exist; run \`trustlaunch manager init --dir ${dir}\` first`);
-    }
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new TrustlaunchError('MALFORMED_REQUEST', `${path} is not JSON`, { cause: e });
-  }
+  const json = await readJsonFile(path, `${path} does not exist; run \`trustlaunch manager init --dir ${dir}\` first`, {
+    // It holds the admin token's hash: read as a secret (0600, no symlink, bounded).
+    read: async (p) => (await readSecretFile(p, { maxBytes: 64 * 1024 })).toString('utf8'),
+  });
   const result = ManagerConfigSchema.safeParse(json);
   if (!result.success) throw new TrustlaunchError('MALFORMED_REQUEST', `${path}: ${describeIssues(result.error)}`);
   return result.data;

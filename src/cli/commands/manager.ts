@@ -149,8 +149,8 @@ function registerNodeCommands(manager: Command): void {
         const out = await withManager(opts, (c) => c.call<{ nodes: NodeView[] }>('GET', '/v1/nodes'));
         printResult(opts, out, () =>
           table(
-            ['ID', 'STATUS', 'MEMORY (MiB)', 'VMS', 'DEVICE', 'ENDPOINT'],
-            out.nodes.map((n) => [n.id, n.status, `${n.memoryUsedMiB}/${n.memoryTotalMiB}`, String(n.vmCount), n.deviceKind ?? '-', n.endpoint]),
+            ['ID', 'STATUS', 'MEMORY (MiB)', 'VMS', 'DEVICE', 'VM BACKEND', 'ENDPOINT'],
+            out.nodes.map((n) => [n.id, n.status, `${n.memoryUsedMiB}/${n.memoryTotalMiB}`, String(n.vmCount), n.deviceKind ?? '-', n.vmBackend ?? '-', n.endpoint]),
           ),
         );
       }),
@@ -168,7 +168,7 @@ function registerNodeCommands(manager: Command): void {
           `node ${n.id}: ${n.status}`,
           `  endpoint   ${n.endpoint}`,
           `  memory     ${n.memoryUsedMiB}/${n.memoryTotalMiB} MiB, ${n.vmCount} VM(s)`,
-          `  health     ${n.health ?? '-'}, device ${n.deviceKind ?? '-'}`,
+          `  health     ${n.health ?? '-'}, device ${n.deviceKind ?? '-'}, VM backend ${n.vmBackend ?? '-'}`,
           `  last seen  ${n.lastSeenAt ?? 'never'}${n.lastError === null ? '' : ` (last error: ${n.lastError})`}`,
           ...out.vms.map((v) => `  vm ${v.vmId} ${v.name} ${v.state}`),
         ]);

@@ -1,7 +1,7 @@
 // Test support for process VMs: a hypervisor on the software TPM with the real process
 // backend, a client key, the real OpenSSH client, and guest image variants (a behaviour
 // marker, and a tampered guest that leaks its private host key to the console).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
@@ -10,6 +10,7 @@ import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js
 import type { VmBackend } from '../../../src/node/vm/backend.js';
 import { defaultGuestImage, openProcessVmBackend, type ProcessVmBackend, type ProcessVmBackendOptions } from '../../../src/node/vm/process/index.js';
 import { bootTestNode, type TestNode } from '../hypervisor/node-fixture.js';
+import { exec, type ExecResult } from '../../../bench/lib/exec.js';
 import { strictSsh, type SshOptions } from '../../support/sshd.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 
@@ -150,18 +151,11 @@ export async function clientKey(): Promise<ClientKey> {
   return { path, publicKey: readFileSync(`${path}.pub`, 'utf8').trim(), dir: dir.path, dispose: dir.dispose };
 }
 
-export interface RunResult {
-  readonly status: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type RunResult = ExecResult;
 
+/** A system tool's exit status and output, never a throw (bench/lib/exec.ts, 20 s by default here). */
 export function run(file: string, args: readonly string[], timeoutMs = 20_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
-      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
+  return exec(file, args, timeoutMs);
 }
 
 /** The real `ssh` with StrictHostKeyChecking=yes and only the known_hosts content given. */

@@ -6,6 +6,8 @@ import { requirePostgresUrl } from '../../support/system.js';
 export async function freshPostgres(): Promise<{ url: string; drop(): Promise<void> }> {
   const base = requirePostgresUrl();
   const admin = new pg.Client({ connectionString: base, application_name: 'trustlaunch-test-cluster' });
+  // A session the server ends while idle emits 'error'; unheard, that ends the test process.
+  admin.on('error', () => undefined); // the next query fails instead
   await admin.connect();
   const name = `tl_${randomBytes(8).toString('hex')}`;
   await admin.query(`create database ${name}`);

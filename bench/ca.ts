@@ -15,7 +15,6 @@
 //
 //   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--floor no] [--profile DIR] [--ca-node-args ARGS]
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { addEndorsementRoot, initCaDirectory, loadCaDirectory } from '../src/ca/
 import { sha256Digest } from '../src/protocol/digest.js';
 import { SimNode } from '../test/ca/support/sim-node.js';
 import { startCaProcess, type CaProcess } from '../test/ca/support/process.js';
+import { scratchDatabase } from '../test/support/postgres.js';
 import { tempDir } from '../test/support/system.js';
 import { cryptoBound } from './ca/crypto-bound.js';
 import type { LoadConfig, LoadResult } from './ca/load.js';
@@ -177,19 +177,7 @@ async function setUp(dir: string, db: string, threads: number, opts: { requests:
 async function postgresDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
   const base = process.env['TRUSTLAUNCH_BENCH_PG'] ?? process.env['TRUSTLAUNCH_TEST_PG'];
   if (base === undefined || base === '') return undefined;
-  const name = `tl_bench_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    },
-  };
+  return scratchDatabase(base, { prefix: 'tl_bench_', applicationName: 'trustlaunch-bench-ca' });
 }
 
 export async function run(ctx: BenchContext): Promise<void> {

@@ -16,7 +16,8 @@ import type { TrustlaunchClient } from '../../src/client/client.js';
 import { verifyReceipt } from '../../src/crypto/receipts.js';
 import { isTrustlaunchError } from '../../src/protocol/errors.js';
 import { fileText, run, sshToVm, startCloud, type TestCloud, type TestUser } from './support/cloud.js';
-import { freshPostgres } from './support/postgres.js';
+import { scratchDatabase } from '../support/postgres.js';
+import { requirePostgresUrl } from '../support/system.js';
 
 const expectCode = (code: string) => (e: unknown) => isTrustlaunchError(e) && e.code === code;
 
@@ -28,7 +29,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     let client: TrustlaunchClient;
 
     before(async () => {
-      pg = dialect === 'postgres' ? await freshPostgres() : undefined;
+      pg = dialect === 'postgres' ? await scratchDatabase(requirePostgresUrl(), { applicationName: 'trustlaunch-test-cluster' }) : undefined;
       cloud = await startCloud({ nodes: 2, ...(pg === undefined ? {} : { database: pg.url }) });
       alice = cloud.user;
       client = await alice.client();

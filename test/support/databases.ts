@@ -17,10 +17,10 @@
 // (node:test's default), which this relies on.
 // PostgreSQL comes from TRUSTLAUNCH_TEST_PG (scripts/setup-system.sh); without it the
 // PostgreSQL tests fail, they never skip.
-import { randomBytes } from 'node:crypto';
 import { after, afterEach, beforeEach, describe } from 'node:test';
-import pg from 'pg';
-import { openDatabase, redactUrl, type DatabaseHandle, type Dialect, type Migrations, type OpenOptions } from '../../src/store/index.js';
+import type pg from 'pg';
+import { openDatabase, type DatabaseHandle, type Dialect, type Migrations, type OpenOptions } from '../../src/store/index.js';
+import { connectPostgres, createDatabase } from './postgres.js';
 import { requirePostgresUrl, tempDir } from './system.js';
 
 export type TestOpenOptions = Omit<OpenOptions, 'migrations' | 'namespace'>;
@@ -139,13 +139,10 @@ class DatabaseScope {
   async #createPostgres(): Promise<PostgresDatabase> {
     const base = requirePostgresUrl();
     const admin = await (this.#admin ??= connect(base, 'trustlaunch-test-admin'));
-    const name = `tl_${randomBytes(8).toString('hex')}`;
-    await admin.query(`create database ${name}`);
-    const url = new URL(base);
-    url.pathname = `/${name}`;
-    const janitor = await connect(url.toString(), 'trustlaunch-test-janitor');
+    const { name, url } = await createDatabase(admin, base);
+    const janitor = await connect(url, 'trustlaunch-test-janitor');
     return {
-      url: url.toString(),
+      url,
       reset: async () => {
         // Sessions a test left behind (a killed child's, a handle not closed) hold locks.
         await janitor.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
@@ -172,15 +169,13 @@ function freshSqlite(): FreshDatabase {
   };
 }
 
+/** connectPostgres, naming the variable to set when the server cannot be reached. */
 async function connect(url: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: applicationName });
-  client.on('error', () => undefined); // a dropped session fails its next query instead
   try {
-    await client.connect();
+    return await connectPostgres(url, applicationName);
   } catch (e) {
-    throw new Error(`cannot reach the test PostgreSQL at ${redactUrl(url)} (TRUSTLAUNCH_TEST_PG): ${(e as Error).message}`, { cause: e });
+    throw new Error(`${(e as Error).message} (TRUSTLAUNCH_TEST_PG)`, { cause: e });
   }
-  return client;
 }
 
 async function release(fresh: Promise<FreshDatabase> | undefined): Promise<void> {

@@ -46,7 +46,7 @@ import type { Digest } from '../src/protocol/digest.js';
 import { TrustlaunchError } from '../src/protocol/errors.js';
 import { newNonce } from '../src/protocol/nonce.js';
 import { argValue } from './lib/args.js';
-import { exec } from './lib/exec.js';
+import { exec } from '../test/support/exec.js';
 import { startBenchNode } from './lib/node.js';
 import { percentile, type BenchContext } from './lib/report.js';
 

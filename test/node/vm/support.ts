@@ -10,7 +10,7 @@ import type { MiniDomainCapability } from '../../../src/node/hypervisor/index.js
 import type { VmBackend } from '../../../src/node/vm/backend.js';
 import { defaultGuestImage, openProcessVmBackend, type ProcessVmBackend, type ProcessVmBackendOptions } from '../../../src/node/vm/process/index.js';
 import { bootTestNode, type TestNode } from '../hypervisor/node-fixture.js';
-import { exec, type ExecResult } from '../../../bench/lib/exec.js';
+import { exec, type ExecResult } from '../../support/exec.js';
 import { strictSsh, type SshOptions } from '../../support/sshd.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 
@@ -153,7 +153,7 @@ export async function clientKey(): Promise<ClientKey> {
 
 export type RunResult = ExecResult;
 
-/** A system tool's exit status and output, never a throw (bench/lib/exec.ts, 20 s by default here). */
+/** A system tool's exit status and output, never a throw (test/support/exec.ts, 20 s by default here). */
 export function run(file: string, args: readonly string[], timeoutMs = 20_000): Promise<RunResult> {
   return exec(file, args, timeoutMs);
 }

@@ -1,6 +1,5 @@
-// A system tool run by a benchmark (or a test: test/node/vm/support.ts): its exit status
-// and output, never a throw (the caller decides what a failure means: an ssh before sshd
-// is up is retried).
+// A system tool run by a test or a benchmark: its exit status and output, never a throw
+// (the caller decides what a failure means: an ssh before sshd is up is retried).
 import { execFile } from 'node:child_process';
 
 export interface ExecResult {

@@ -4,7 +4,7 @@
 // sees a whole blob or none, and a blob's bytes always hash to its name. Memory use is
 // bounded by the stream's buffers whatever the blob's size.
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream, type ReadStream } from 'node:fs';
+import { constants, createReadStream, type ReadStream } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -53,9 +53,12 @@ export class BlobStore {
     const temp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.part`);
     const limiter = new HashingLimiter(opts.maxBytes, `the blob exceeds ${opts.maxBytes} bytes`);
     let kept = false;
+    // Opened before streaming, so the file exists when a failed upload removes it below (a
+    // stream that opens it lazily could create it after that unlink: a stray .part). 'wx' is
+    // O_CREAT|O_EXCL: the random name cannot be a file or link someone planted.
+    const file = await open(temp, 'wx', 0o644);
     try {
-      // 'wx' is O_CREAT|O_EXCL: the random name cannot be a file or link someone planted.
-      await pipeline(source, limiter, createWriteStream(temp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 }));
+      await pipeline(source, limiter, file.createWriteStream({ highWaterMark: 1 << 20 }));
       await this.#sync(temp, constants.O_RDONLY);
       const digest = formatDigest(limiter.hash.digest());
       if (opts.expected !== undefined && digest !== opts.expected) {
@@ -68,6 +71,7 @@ export class BlobStore {
       await this.#sync(join(this.root, 'sha256'), constants.O_RDONLY | constants.O_DIRECTORY);
       return { digest, size: limiter.size };
     } finally {
+      await file.close().catch(() => undefined);
       if (!kept) await unlink(temp).catch(() => undefined);
     }
   }

@@ -18,4 +18,8 @@ if [ "${#files[@]}" -eq 0 ]; then
   echo "run-tests: no test file matches: $*" >&2
   exit 1
 fi
+# esbuild's synchronous transforms (through tsx) otherwise wait on a worker thread with
+# Atomics.wait, which on Node 20 can wait forever: a test process hung idle at start-up in
+# CI. "0" selects esbuild's per-call synchronous path (bin/trustlaunch.js does the same).
+export ESBUILD_WORKER_THREADS=0
 exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout="${TEST_TIMEOUT_MS:-900000}" "${files[@]}"

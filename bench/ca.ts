@@ -5,15 +5,17 @@
 // evidence with distinct nonces over HTTPS at a fixed concurrency. Baseline: the raw crypto
 // bound (bench/ca/crypto-bound.ts) on every CPU, measured in the same run. Where the time
 // goes: CPU per receipt of each kind of CA thread, of the PostgreSQL backends, of the load
-// process, and the transport floor (the same load against a server that only does TLS and
-// HTTP: bench/ca/floor-server.ts), all measured in the same run on the same CPUs. Because
+// process, the transport floor (the same load against a server that only does TLS and
+// HTTP: bench/ca/floor-server.ts) and the ceiling (one such server per CPU that also does
+// a receipt's crypto: what TLS, HTTP and the crypto alone allow), all measured in the same
+// run on the same CPUs. Because
 // other processes share these CPUs, the run also reports its CPU-time form: the receipts/s
 // the CPU time per receipt (CA + load process + PostgreSQL backends) allows on every CPU,
 // against the same for the crypto alone (the bound threads' own CPU time per receipt) —
 // a ratio that other processes taking turns on the CPUs barely move.
 // Goals (issue 3): >= 5,000 receipts/s and >= 0.5 of the crypto bound on SQLite.
 //
-//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--floor no] [--profile DIR] [--ca-node-args ARGS]
+//   npm run bench -- ca [--json] [--requests N] [--concurrency C] [--threads T] [--db sqlite|postgres|both] [--processes N] [--floor no] [--profile DIR] [--ca-node-args ARGS]
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -27,6 +29,7 @@ import { startCaProcess, type CaProcess } from '../test/ca/support/process.js';
 import { scratchDatabase } from '../test/support/postgres.js';
 import { tempDir } from '../test/support/system.js';
 import { cryptoBound } from './ca/crypto-bound.js';
+import { judgeAlone, leastCosts } from './ca/parts.js';
 import type { LoadConfig, LoadResult } from './ca/load.js';
 import type { BenchContext } from './lib/report.js';
 
@@ -107,33 +110,44 @@ async function postgresBackends(url: string): Promise<number[]> {
  * with the CA's TLS identity that only reads each request and writes a canned answer of
  * the real size.
  */
-async function transportFloor(caDir: string, config: LoadConfig, configFile: string): Promise<{ result: LoadResult; serverCpuSeconds: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ca/floor-server.ts', import.meta.url).pathname, caDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function transportFloor(caDir: string, config: LoadConfig, configFile: string, opts: { crypto: boolean; processes: number }): Promise<{ result: LoadResult; serverCpuSeconds: number }> {
+  const args = [new URL('./ca/floor-server.ts', import.meta.url).pathname, caDir, ...(opts.crypto ? ['--crypto'] : [])];
+  const children = Array.from({ length: opts.processes }, () => spawn(process.execPath, ['--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'inherit'] }));
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve((JSON.parse(out.split('\n')[0] ?? '') as { url: string }).url);
-      });
-      child.once('exit', (code) => reject(new Error(`the floor server exited (${code})`)));
-    });
-    writeFileSync(configFile, JSON.stringify({ ...config, url } satisfies LoadConfig));
-    const before = cpuSeconds(child.pid as number);
+    const urls = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<string>((resolve, reject) => {
+            let out = '';
+            child.stdout.on('data', (d: Buffer) => {
+              out += d.toString();
+              if (out.includes('\n')) resolve((JSON.parse(out.split('\n')[0] ?? '') as { url: string }).url);
+            });
+            child.once('exit', (code) => reject(new Error(`the floor server exited (${code})`)));
+          }),
+      ),
+    );
+    writeFileSync(configFile, JSON.stringify({ ...config, url: urls[0] as string, moreUrls: urls.slice(1) } satisfies LoadConfig));
+    const serverSeconds = (): number => children.reduce((sum, c) => sum + cpuSeconds(c.pid as number), 0);
+    const before = serverSeconds();
     const result = await runLoadProcess(configFile);
-    return { result, serverCpuSeconds: cpuSeconds(child.pid as number) - before };
+    return { result, serverCpuSeconds: serverSeconds() - before };
   } finally {
-    child.kill('SIGTERM');
+    for (const child of children) child.kill('SIGTERM');
   }
 }
 
 interface Setup {
-  readonly ca: CaProcess;
+  /** The CA processes sharing the database (the first registered the node). */
+  readonly cas: readonly CaProcess[];
   readonly config: LoadConfig;
+  /** One valid evidence body, as the load process sends them, and what judging it needs. */
+  readonly sampleEvidence: string;
+  readonly sampleNode: Parameters<typeof judgeAlone>[1];
   dispose(): Promise<void>;
 }
 
-async function setUp(dir: string, db: string, threads: number, opts: { requests: number; concurrency: number; nodeArgs: readonly string[] }): Promise<Setup> {
+async function setUp(dir: string, db: string, threads: number, opts: { requests: number; concurrency: number; processes: number; nodeArgs: readonly string[] }): Promise<Setup> {
   const init = await initCaDirectory(join(dir, 'ca'));
   const node = await SimNode.create({ nodeId: 'bench-node', dir: join(dir, 'node') });
   writeFileSync(join(dir, 'manufacturer.pem'), node.manufacturerCa.pem);
@@ -149,10 +163,15 @@ async function setUp(dir: string, db: string, threads: number, opts: { requests:
   await client.answerRegistration(challenge.registrationId, await node.answer(challenge));
   await admin.close();
   await client.close();
+  const cas = [ca];
+  for (let i = 1; i < opts.processes; i++) cas.push(await startCaProcess({ dir: join(dir, 'ca'), db, threads, nodeArgs: opts.nodeArgs }));
   const eventLog = node.eventLog;
+  const sampleEvidence = JSON.stringify(await node.evidence(node.claims({ kernel: KERNEL })));
+  const sampleNode = { id: node.nodeId, akPublic: node.ak.public, platform: { ...node.platformReference('bench'), createdAt: Date.now() }, kernel: KERNEL };
   await node.device.powerOff(); // the load process opens the same TPM state
   const config: LoadConfig = {
     url: ca.url,
+    moreUrls: cas.slice(1).map((c) => c.url),
     rootPem: root.pem,
     statePath: node.statePath,
     ek: node.ekAlgorithm,
@@ -164,10 +183,12 @@ async function setUp(dir: string, db: string, threads: number, opts: { requests:
     requests: opts.requests,
   };
   return {
-    ca,
+    cas,
     config,
+    sampleEvidence,
+    sampleNode,
     dispose: async () => {
-      await ca.stop();
+      for (const c of cas) await c.stop();
       await node.dispose();
     },
   };
@@ -185,8 +206,10 @@ export async function run(ctx: BenchContext): Promise<void> {
   const concurrency = Number(arg(ctx.args, '--concurrency', '64'));
   const cpus = availableParallelism();
   const threads = Number(arg(ctx.args, '--threads', String(cpus)));
+  // --processes N: N `ca serve` processes on the one database, connections spread over them.
+  const processes = Number(arg(ctx.args, '--processes', '1'));
   const which = arg(ctx.args, '--db', 'both');
-  // --floor no: skip the transport floor (measured once, with the first database's node)
+  // --floor no: skip the transport floor and the ceiling (measured once, with the first database's node)
   let floor = arg(ctx.args, '--floor', 'yes') !== 'no';
   // --profile DIR: the CA process writes V8 CPU profiles (every thread) to DIR when it stops.
   // --ca-node-args "…": more node flags for the CA process (e.g. --perf-basic-prof for perf).
@@ -205,19 +228,25 @@ export async function run(ctx: BenchContext): Promise<void> {
       tmp.dispose();
       continue;
     }
-    const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency, nodeArgs });
+    const setup = await setUp(tmp.path, database.url, threads, { requests, concurrency, processes, nodeArgs });
     const label = `[${target.name}]`;
     try {
       const configFile = join(tmp.path, 'load.json');
       writeFileSync(configFile, JSON.stringify(setup.config));
       const boundBefore = await cryptoBound(cpus, 2000);
-      const pid = setup.ca.child.pid as number;
-      const cpuBefore = cpuSeconds(pid);
-      const threadsBefore = threadSeconds(pid);
+      const pids = setup.cas.map((c) => c.child.pid as number);
+      const caSeconds = (): number => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+      const caThreadSeconds = (): Map<string, number> => {
+        const by = new Map<string, number>();
+        for (const pid of pids) for (const [kind, s] of threadSeconds(pid)) by.set(kind, (by.get(kind) ?? 0) + s);
+        return by;
+      };
+      const cpuBefore = caSeconds();
+      const threadsBefore = caThreadSeconds();
       const postgresBefore = target.name === 'postgres' ? processSeconds('postgres') : new Map<number, number>();
       const result = await runLoadProcess(configFile);
-      const caCpu = cpuSeconds(pid) - cpuBefore;
-      const threadsAfter = threadSeconds(pid);
+      const caCpu = caSeconds() - cpuBefore;
+      const threadsAfter = caThreadSeconds();
       const postgresCpu = target.name === 'postgres' ? (await postgresBackends(database.url)).reduce((sum, p) => sum + cpuSeconds(p) - (postgresBefore.get(p) ?? 0), 0) : 0;
       const boundAfter = await cryptoBound(cpus, 2000);
       if (result.failed > 0) throw new Error(`${result.failed} requests failed: ${result.firstFailure ?? ''}`);
@@ -250,12 +279,39 @@ export async function run(ctx: BenchContext): Promise<void> {
       });
       if (floor) {
         floor = false;
-        const f = await transportFloor(join(tmp.path, 'ca'), { ...setup.config, requests: Math.min(requests, 20_000) }, configFile);
+        const f = await transportFloor(join(tmp.path, 'ca'), { ...setup.config, moreUrls: [], requests: Math.min(requests, 20_000) }, configFile, { crypto: false, processes: 1 });
         const floorAll = f.result.requests + setup.config.warmupRequests;
         const note = 'the same load against an HTTPS server with the CA\'s TLS identity that only reads each request and writes a canned answer of the real size (bench/ca/floor-server.ts)';
         ctx.report({ bench: 'ca', metric: 'transport floor: requests per second', value: f.result.perSecond, unit: 'requests/s', baseline: null, note });
         ctx.report({ bench: 'ca', metric: 'transport floor: server CPU per request', value: (f.serverCpuSeconds / floorAll) * 1e6, unit: 'µs', baseline: null });
         ctx.report({ bench: 'ca', metric: 'transport floor: load-process CPU per request', value: (f.result.driveCpuSeconds / floorAll) * 1e6, unit: 'µs', baseline: null });
+        // The ceiling: TLS, HTTP and the receipt's crypto alone, one server process per CPU.
+        const ceilingBefore = await cryptoBound(cpus, 2000);
+        const c = await transportFloor(join(tmp.path, 'ca'), { ...setup.config, moreUrls: [], requests: Math.min(requests, 20_000) }, configFile, { crypto: true, processes: cpus });
+        const ceilingAfter = await cryptoBound(cpus, 2000);
+        const ceilingAll = c.result.requests + setup.config.warmupRequests;
+        ctx.report({
+          bench: 'ca',
+          metric: 'ceiling: transport and crypto alone, receipts per second',
+          value: c.result.perSecond,
+          unit: 'receipts/s',
+          baseline: (ceilingBefore.perSecond + ceilingAfter.perSecond) / 2,
+          note: `the same load against ${cpus} floor servers (bench/ca/floor-server.ts --crypto) that each do a receipt's crypto (P-256 verify, ES256 and Ed25519 signatures) on their one thread and answer the canned body: no parsing, judging, storage or thread messages; baseline: the crypto bound around it`,
+        });
+        ctx.report({ bench: 'ca', metric: 'ceiling: server CPU per receipt', value: (c.serverCpuSeconds / ceilingAll) * 1e6, unit: 'µs', baseline: null });
+        ctx.report({ bench: 'ca', metric: 'ceiling: load-process CPU per request', value: (c.result.driveCpuSeconds / ceilingAll) * 1e6, unit: 'µs', baseline: null });
+        const least = leastCosts(tmp.path, setup.sampleEvidence);
+        ctx.report({ bench: 'ca', metric: 'least cost beyond the ceiling: JSON.parse of an evidence body', value: least.parseMicros, unit: 'µs', baseline: null, note: `${setup.sampleEvidence.length} bytes; one thread, best of 5 rounds (bench/ca/parts.ts)` });
+        const alone = judgeAlone(setup.sampleEvidence, setup.sampleNode);
+        ctx.report({
+          bench: 'ca',
+          metric: "the CA's judge alone: CPU per receipt",
+          value: alone.judgeMicros,
+          unit: 'µs',
+          baseline: alone.cryptoMicros,
+          note: 'EvidenceJudge.judge on one thread of the bench process (the pipeline, the receipt and the host certificate); baseline: the crypto alone on the same thread; best of 5 alternating rounds (bench/ca/parts.ts)',
+        });
+        ctx.report({ bench: 'ca', metric: 'least cost beyond the ceiling: durable store per receipt', value: least.storeMicros, unit: 'µs', baseline: null, note: 'a bare receipt row and decision row, SQLite WAL synchronous=FULL, groups of 32; one thread, best of 4 rounds (bench/ca/parts.ts)' });
       }
     } finally {
       await setup.dispose();

@@ -6,7 +6,8 @@
 // cost per receipt is known even when other processes take turns on the same CPUs.
 import { Worker } from 'node:worker_threads';
 
-// Plain JavaScript for the threads: no TypeScript loader needed, nothing of ours measured.
+// Plain JavaScript for the threads (the steps of receipt-crypto.ts): no TypeScript loader
+// needed, nothing of ours measured.
 const LOOP = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { generateKeyPairSync, sign, verify, randomBytes } = require('node:crypto');

@@ -5,11 +5,17 @@
 // cost on this machine, measured in the same run as the CA. Run as a process; prints
 // `{"url": …}` once listening.
 //
-//   node --import tsx bench/ca/floor-server.ts CA_DIR
+// With `--crypto` it also does, for every request, the crypto of a receipt as the crypto
+// bound counts it (bench/ca/receipt-crypto.ts) on its one thread: several of these
+// processes side by side are the most a CA built on node:https and node:crypto could do
+// with nothing else — no parsing, judging, storage or messages between threads.
+//
+//   node --import tsx bench/ca/floor-server.ts CA_DIR [--crypto]
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:https';
 import { loadCaDirectory } from '../../src/ca/directory.js';
 import { serverTlsOptions } from '../../src/crypto/tls.js';
+import { receiptCrypto } from './receipt-crypto.js';
 
 /** Sizes of an affirming answer's parts in the benchmark (receipt JWT, host certificate line). */
 const RECEIPT_CHARS = 961;
@@ -25,6 +31,8 @@ const answer = Buffer.from(
   }),
 );
 
+const cryptoPerRequest = process.argv.includes('--crypto') ? receiptCrypto() : undefined;
+
 const server = createServer({ cert: tls.cert, key: tls.key, minVersion: tls.minVersion }, (req, res) => {
   let bytes = 0;
   req.on('data', (chunk: Buffer) => (bytes += chunk.length));
@@ -33,6 +41,7 @@ const server = createServer({ cert: tls.cert, key: tls.key, minVersion: tls.minV
       res.writeHead(400).end();
       return;
     }
+    cryptoPerRequest?.();
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': answer.length });
     res.end(answer);
   });

@@ -1,7 +1,7 @@
 // `trustlaunch ca …` as a user runs it: JSON output, human output, exit codes, --help,
 // against a real `ca serve` process.
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { sha256Digest } from '../../src/protocol/digest.js';
+import { exec } from '../support/exec.js';
 import { tempDir } from '../support/system.js';
 import { SimNode } from './support/sim-node.js';
 
@@ -22,13 +23,9 @@ interface Run {
 }
 
 /** Runs the command (independent runs go in parallel: each costs a Node start-up). */
-function cli(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
-      const status = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-      resolve({ status, stdout, stderr, json: <T>() => JSON.parse(stdout) as T });
-    });
-  });
+async function cli(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+  const r = await exec(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+  return { ...r, json: <T>() => JSON.parse(r.stdout) as T };
 }
 
 describe('trustlaunch ca (CLI)', () => {

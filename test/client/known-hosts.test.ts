@@ -2,19 +2,15 @@
 // (oracle: `ssh-keygen -F`), replaced and removed per VM without touching other lines,
 // and no update lost when many writers — in this process and in others — add at once.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { addKnownHost, knownAliases, knownHostLines, removeKnownHost } from '../../src/client/known-hosts.js';
 import { generateKeyPair } from '../../src/crypto/keys.js';
 import { formatSshPublicKey } from '../../src/crypto/ssh-keys.js';
+import { exec } from '../support/exec.js';
 import { requireCommand, tempDir } from '../support/system.js';
 
-const run = (file: string, args: readonly string[]): Promise<{ status: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(file, args, { encoding: 'utf8', timeout: 60_000 }, (error, stdout, stderr) => resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr }));
-  });
 
 const key = (): string => formatSshPublicKey(generateKeyPair('ed25519').publicKey);
 const caKey = key();
@@ -30,7 +26,7 @@ describe('known_hosts', () => {
     const e = entry('vm-aaaaaaaaaaaaaaaa');
     await addKnownHost(file, e);
     assert.deepEqual(readFileSync(file, 'utf8').split('\n'), [...knownHostLines(e), '']);
-    const found = await run('ssh-keygen', ['-F', e.alias, '-f', file]);
+    const found = await exec('ssh-keygen', ['-F', e.alias, '-f', file]);
     assert.equal(found.status, 0, found.stderr);
     assert.ok(found.stdout.includes(`${e.alias} ${e.hostKey}`));
     assert.ok(found.stdout.includes(`@cert-authority ${e.alias} ${caKey}`));
@@ -63,7 +59,7 @@ describe('known_hosts', () => {
     const script = (prefix: string): string =>
       `import { addKnownHost } from ${JSON.stringify(new URL('../../src/client/known-hosts.ts', import.meta.url).href)};` +
       `await Promise.all(Array.from({ length: 20 }, (_, i) => addKnownHost(${JSON.stringify(file)}, { alias: '${prefix}' + String(i).padStart(8, '0'), hostKey: ${JSON.stringify(key())}, sshCaKey: ${JSON.stringify(caKey)}, comment: 'child' })));`;
-    const children = ['vm-childa', 'vm-childb'].map((p) => run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(p)]));
+    const children = ['vm-childa', 'vm-childb'].map((p) => exec(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(p)]));
     await Promise.all(mine.map((alias) => addKnownHost(file, entry(alias))));
     for (const r of await Promise.all(children)) assert.equal(r.status, 0, r.stderr);
     const aliases = await knownAliases(file);

@@ -4,11 +4,12 @@
 // SIGTERM exits 0 leaving no process behind; `status` reads the running node; `measurements`
 // agrees with init.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { JsonClient } from '../../src/http/client.js';
+import { exec, type ExecResult } from '../support/exec.js';
 import { sha256Digest } from '../../src/protocol/digest.js';
 import { newNonce } from '../../src/protocol/nonce.js';
 import { toBase64url } from '../../src/protocol/base64url.js';
@@ -18,19 +19,14 @@ import { clientKey, portIsFree } from './vm/support.js';
 
 const BIN = new URL('../../bin/trustlaunch.js', import.meta.url).pathname;
 
-function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
+function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<ExecResult> {
+  return exec(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
 }
 
 /** Processes whose command line mentions `needle` (pgrep -f), other than pgrep itself. */
-function processesMentioning(needle: string): Promise<string[]> {
-  return new Promise((resolve) => {
-    execFile(requireCommand('pgrep'), ['-af', needle], (_e, stdout) => resolve(stdout.split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep'))));
-  });
+async function processesMentioning(needle: string): Promise<string[]> {
+  const { stdout } = await exec(requireCommand('pgrep'), ['-af', needle]);
+  return stdout.split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep'));
 }
 
 void describe('trustlaunch node (CLI)', () => {

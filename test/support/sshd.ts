@@ -6,11 +6,12 @@
 //
 //   const sshd = await startSshd({ certify: (hostKey) => issueHostCertificate({ …, hostKey }) });
 //   const r = await sshd.ssh({ knownHosts: `@cert-authority vm-1.test ${caLine}\n`, hostKeyAlias: 'vm-1.test', command: 'echo ok' });
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { exec, type ExecResult } from './exec.js';
 import { requireCommand, tempDir } from './system.js';
 
 export interface SshdOptions {
@@ -22,11 +23,7 @@ export interface SshdOptions {
   readonly startTimeoutMs?: number;
 }
 
-export interface SshResult {
-  readonly status: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type SshResult = ExecResult;
 
 export interface SshOptions {
   /** Content of the only known_hosts file the client consults. */
@@ -52,14 +49,6 @@ export interface Sshd {
   stop(): Promise<void>;
 }
 
-function run(file: string, args: readonly string[], timeoutMs: number): Promise<SshResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const status = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
 
 let knownHostsFiles = 0;
 
@@ -84,7 +73,7 @@ export async function strictSsh(o: SshOptions & { readonly dir: string; readonly
     `${o.user}@127.0.0.1`,
     o.command,
   ];
-  return run(requireCommand('ssh'), args, o.timeoutMs ?? 20_000);
+  return exec(requireCommand('ssh'), args, o.timeoutMs ?? 20_000);
 }
 
 function freePort(): Promise<number> {
@@ -99,7 +88,7 @@ function freePort(): Promise<number> {
 }
 
 async function keygen(type: 'ed25519' | 'ecdsa', path: string, comment: string): Promise<string> {
-  const r = await run(requireCommand('ssh-keygen'), ['-q', '-t', type, ...(type === 'ecdsa' ? ['-b', '256'] : []), '-N', '', '-C', comment, '-f', path], 10_000);
+  const r = await exec(requireCommand('ssh-keygen'), ['-q', '-t', type, ...(type === 'ecdsa' ? ['-b', '256'] : []), '-N', '', '-C', comment, '-f', path], 10_000);
   if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
   return readFileSync(`${path}.pub`, 'utf8').trim();
 }

@@ -2,7 +2,6 @@
 // CA, manager and nodes (process VMs; the software TPM, or `device`) in this process — with fast manager
 // intervals, and users whose client (the real SDK) has the CA pinned with `trustCa` over
 // HTTPS, each with a config directory and an Ed25519 login key of their own.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { trustCa } from '../../../src/client/pinned-ca.js';
 import { up, type RunningCluster, type UpDevice } from '../../../src/cluster/up.js';
 import { requireCommand, tempDir } from '../../support/system.js';
 import { requireSwtpmTools } from '../../tpm/swtpm/support.js';
+import { exec as run } from '../../support/exec.js';
 
 export interface TestUser {
   readonly name: string;
@@ -38,13 +38,8 @@ export interface TestCloud {
 
 export const FAST_MANAGER = { nodePollIntervalMs: 150, nodeDownAfterFailures: 2, vmPollIntervalMs: 20, launchTimeoutMs: 60_000, stopTimeoutMs: 20_000 } as const;
 
-export function run(file: string, args: readonly string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: o.timeoutMs ?? 60_000, encoding: 'utf8', maxBuffer: 16 << 20, ...(o.env === undefined ? {} : { env: o.env }) }, (error, stdout, stderr) => {
-      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
+/** A system tool's exit status and output (test/support/exec.ts). */
+export { run };
 
 export async function startCloud(o: { nodes?: number; database?: string; vmMemoryMiB?: number; nodeMemoryMiB?: number; device?: UpDevice } = {}): Promise<TestCloud> {
   requireCommand('/usr/sbin/sshd');

@@ -4,7 +4,6 @@
 // guest pushed to the manager with the real CLI (`trustlaunch image push --bundle DIR`)
 // and allowlisted at the CA as the triple its manifest.json names, and a user whose client
 // (the real SDK) has the CA pinned over HTTPS and an Ed25519 login key of its own.
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +21,7 @@ import { startTestCa, type TestCa } from '../../../ca/support/ca.js';
 import { startTestManager, type TestManager } from '../../../manager/support.js';
 import { requireCommand, tempDir } from '../../../support/system.js';
 import { guest } from './support.js';
+import { exec as run } from '../../../support/exec.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/trustlaunch.js', import.meta.url));
 export const IMAGE_NAME = 'debian-guest';
@@ -46,13 +46,8 @@ export interface QemuCloud {
   dispose(): Promise<void>;
 }
 
-export function run(file: string, args: readonly string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: o.timeoutMs ?? 60_000, encoding: 'utf8', maxBuffer: 16 << 20, ...(o.env === undefined ? {} : { env: o.env }) }, (error, stdout, stderr) => {
-      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
+/** A system tool's exit status and output (test/support/exec.ts). */
+export { run };
 
 export async function startQemuCloud(o: { memoryMiB?: number } = {}): Promise<QemuCloud> {
   for (const c of ['/usr/sbin/sshd', 'ssh', 'ssh-keygen', 'ssh-keyscan', 'qemu-system-x86_64']) requireCommand(c);

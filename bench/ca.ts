@@ -30,15 +30,11 @@ import { scratchDatabase } from '../test/support/postgres.js';
 import { tempDir } from '../test/support/system.js';
 import { cryptoBound } from './ca/crypto-bound.js';
 import { judgeAlone, leastCosts } from './ca/parts.js';
+import { argChoice, argInteger, argValue } from './lib/args.js';
 import type { LoadConfig, LoadResult } from './ca/load.js';
 import type { BenchContext } from './lib/report.js';
 
 const KERNEL = sha256Digest('bench kernel image');
-
-function arg(args: readonly string[], name: string, fallback: string): string {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
-}
 
 /** CPU seconds (user + system) from a /proc stat line. */
 function statSeconds(stat: string): number {
@@ -202,19 +198,19 @@ async function postgresDatabase(): Promise<{ url: string; drop: () => Promise<vo
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const requests = Number(arg(ctx.args, '--requests', '40000'));
-  const concurrency = Number(arg(ctx.args, '--concurrency', '64'));
+  const requests = argInteger(ctx.args, '--requests', 40_000);
+  const concurrency = argInteger(ctx.args, '--concurrency', 64);
   const cpus = availableParallelism();
-  const threads = Number(arg(ctx.args, '--threads', String(cpus)));
+  const threads = argInteger(ctx.args, '--threads', cpus, 0);
   // --processes N: N `ca serve` processes on the one database, connections spread over them.
-  const processes = Number(arg(ctx.args, '--processes', '1'));
-  const which = arg(ctx.args, '--db', 'both');
+  const processes = argInteger(ctx.args, '--processes', 1);
+  const which = argChoice(ctx.args, '--db', ['sqlite', 'postgres', 'both'], 'both');
   // --floor no: skip the transport floor and the ceiling (measured once, with the first database's node)
-  let floor = arg(ctx.args, '--floor', 'yes') !== 'no';
+  let floor = argChoice(ctx.args, '--floor', ['yes', 'no'], 'yes') === 'yes';
   // --profile DIR: the CA process writes V8 CPU profiles (every thread) to DIR when it stops.
   // --ca-node-args "…": more node flags for the CA process (e.g. --perf-basic-prof for perf).
-  const profile = arg(ctx.args, '--profile', '');
-  const nodeArgs = [...(profile === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), ...arg(ctx.args, '--ca-node-args', '').split(' ').filter(Boolean)];
+  const profile = argValue(ctx.args, '--profile') ?? '';
+  const nodeArgs = [...(profile === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), ...(argValue(ctx.args, '--ca-node-args') ?? '').split(' ').filter(Boolean)];
 
   const targets: Array<{ name: 'sqlite' | 'postgres'; open: (dir: string) => Promise<{ url: string; drop: () => Promise<void> } | undefined> }> = [];
   if (which !== 'postgres') targets.push({ name: 'sqlite', open: (dir) => Promise.resolve({ url: `sqlite:${join(dir, 'ca.db')}`, drop: () => Promise.resolve() }) });
@@ -302,6 +298,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         ctx.report({ bench: 'ca', metric: 'ceiling: load-process CPU per request', value: (c.result.driveCpuSeconds / ceilingAll) * 1e6, unit: 'µs', baseline: null });
         const least = leastCosts(tmp.path, setup.sampleEvidence);
         ctx.report({ bench: 'ca', metric: 'least cost beyond the ceiling: JSON.parse of an evidence body', value: least.parseMicros, unit: 'µs', baseline: null, note: `${setup.sampleEvidence.length} bytes; one thread, best of 5 rounds (bench/ca/parts.ts)` });
+        ctx.report({ bench: 'ca', metric: 'least cost beyond the ceiling: durable store per receipt', value: least.storeMicros, unit: 'µs', baseline: null, note: 'a bare receipt row and decision row, SQLite WAL synchronous=FULL, groups of 32; one thread, best of 4 rounds (bench/ca/parts.ts)' });
         const alone = judgeAlone(setup.sampleEvidence, setup.sampleNode);
         ctx.report({
           bench: 'ca',
@@ -311,7 +308,6 @@ export async function run(ctx: BenchContext): Promise<void> {
           baseline: alone.cryptoMicros,
           note: 'EvidenceJudge.judge on one thread of the bench process (the pipeline, the receipt and the host certificate); baseline: the crypto alone on the same thread; best of 5 alternating rounds (bench/ca/parts.ts)',
         });
-        ctx.report({ bench: 'ca', metric: 'least cost beyond the ceiling: durable store per receipt', value: least.storeMicros, unit: 'µs', baseline: null, note: 'a bare receipt row and decision row, SQLite WAL synchronous=FULL, groups of 32; one thread, best of 4 rounds (bench/ca/parts.ts)' });
       }
     } finally {
       await setup.dispose();

@@ -20,7 +20,6 @@
 // 2. 100 (--concurrent) creates issued at once across 4 nodes: every one verified, none
 //    lost (100 distinct VMs, 100 known_hosts entries), and the throughput — against the
 //    same 100 unattested launches (each until its SSH server answers).
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -33,21 +32,11 @@ import { trustCa } from '../src/client/pinned-ca.js';
 import { scanHostKeys } from '../src/client/ssh-endpoint.js';
 import { up, type RunningCluster } from '../src/cluster/up.js';
 import { newNonce } from '../src/protocol/nonce.js';
+import { exec } from '../test/support/exec.js';
+import { argInteger } from './lib/args.js';
 import { percentile, type BenchContext } from './lib/report.js';
 
 const NODES = 4;
-
-function arg(ctx: BenchContext, name: string, fallback: number): number {
-  const i = ctx.args.indexOf(`--${name}`);
-  const v = i < 0 ? undefined : Number(ctx.args[i + 1]);
-  return v !== undefined && Number.isInteger(v) && v > 0 ? v : fallback;
-}
-
-function exec(file: string, args: readonly string[]): Promise<{ status: number; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: 60_000, encoding: 'utf8' }, (error, _stdout, stderr) => resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stderr }));
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -219,8 +208,8 @@ async function concurrent(ctx: BenchContext, c: Clouds, count: number): Promise<
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const launches = arg(ctx, 'launches', 20);
-  const count = arg(ctx, 'concurrent', 100);
+  const launches = argInteger(ctx.args, '--launches', 20);
+  const count = argInteger(ctx.args, '--concurrent', 100);
   const c = await start();
   try {
     await sequential(ctx, c, launches);

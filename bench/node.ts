@@ -32,7 +32,7 @@ import { createSelfSignedCa, issueCertificate } from '../src/crypto/x509.js';
 import { manufactureTpm } from '../src/tpm/sim/manufacture.js';
 import { MemoryStateStore } from '../src/tpm/sim/store.js';
 import { SoftwareTpmDevice } from '../src/tpm/sim/device.js';
-import { argValue } from './lib/args.js';
+import { argInteger, argValue } from './lib/args.js';
 import { percentile, type BenchContext } from './lib/report.js';
 
 const MiB = 1024 * 1024;
@@ -290,8 +290,8 @@ async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
 
 export async function run(ctx: BenchContext): Promise<void> {
   const only = argValue(ctx.args, '--only');
-  const launches = Number(argValue(ctx.args, '--launches') ?? '30');
-  const rounds = Number(argValue(ctx.args, '--rounds') ?? '15');
+  const launches = argInteger(ctx.args, '--launches', 30);
+  const rounds = argInteger(ctx.args, '--rounds', 15);
   if (!Number.isSafeInteger(launches) || launches < 1 || !Number.isSafeInteger(rounds) || rounds < 1) throw new RangeError('--launches and --rounds take positive integers');
   if (only === undefined || only === 'gate') await benchGate(ctx, rounds);
   if (only === undefined || only === 'launch') await benchLaunch(ctx, launches);

@@ -45,7 +45,7 @@ import type { QemuVmBackend } from '../src/node/vm/qemu/index.js';
 import type { Digest } from '../src/protocol/digest.js';
 import { TrustlaunchError } from '../src/protocol/errors.js';
 import { newNonce } from '../src/protocol/nonce.js';
-import { argValue } from './lib/args.js';
+import { argInteger } from './lib/args.js';
 import { exec } from '../test/support/exec.js';
 import { startBenchNode } from './lib/node.js';
 import { percentile, type BenchContext } from './lib/report.js';
@@ -194,8 +194,8 @@ async function launch(s: Setup, mode: Mode): Promise<Sample> {
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const n = Number(argValue(ctx.args, '--launches') ?? '5');
-  const m = Number(argValue(ctx.args, '--concurrent') ?? '4');
+  const n = argInteger(ctx.args, '--launches', 5);
+  const m = argInteger(ctx.args, '--concurrent', 4);
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(m) || m < 1) throw new TypeError('--launches and --concurrent are positive integers');
   const s = await setUp();
   try {

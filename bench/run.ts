@@ -1,6 +1,7 @@
 // `npm run bench -- NAME [--json] [args…]`: runs one benchmark (or all with `all`).
 // Each benchmark lives in bench/<name>.ts and exports `run(ctx)`.
 import { readdirSync } from 'node:fs';
+import { BenchUsageError } from './lib/args.js';
 import { createContext, type BenchContext } from './lib/report.js';
 
 const dir = new URL('.', import.meta.url);
@@ -25,5 +26,11 @@ for (const n of names) {
     process.exit(2);
   }
   const mod = (await import(new URL(`${n}.ts`, dir).href)) as { run: (ctx: BenchContext) => Promise<void> };
-  await mod.run(createContext(json, args));
+  try {
+    await mod.run(createContext(json, args));
+  } catch (e) {
+    if (!(e instanceof BenchUsageError)) throw e;
+    process.stderr.write(`bench ${n}: ${e.message}\n`);
+    process.exit(2);
+  }
 }

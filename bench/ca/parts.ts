@@ -32,11 +32,11 @@ function cpuMicros(): number {
 }
 
 /** CPU-µs per call of `fn`, best of `rounds` rounds of `n` calls (the least other work interferes). */
-function perCall(rounds: number, n: number, fn: (i: number) => void): number {
+function perCall(rounds: number, n: number, fn: () => void): number {
   let best = Infinity;
   for (let r = 0; r < rounds; r++) {
     const t0 = cpuMicros();
-    for (let i = 0; i < n; i++) fn(i);
+    for (let i = 0; i < n; i++) fn();
     best = Math.min(best, (cpuMicros() - t0) / n);
   }
   return best;

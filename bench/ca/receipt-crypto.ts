@@ -1,7 +1,7 @@
 // A receipt's crypto as the crypto bound counts it (bench/ca/crypto-bound.ts, whose worker
-// threads run the same steps as plain JavaScript, so they need no TypeScript loader): one ECDSA P-256 verification of a
-// 145-byte TPMS_ATTEST, one ES256 signature over a 940-byte JWS input and one Ed25519
-// signature over a 330-byte certificate body, with fresh keys.
+// threads run the same steps as plain JavaScript, so they need no TypeScript loader): one
+// ECDSA P-256 verification of a 145-byte TPMS_ATTEST, one ES256 signature over a 940-byte
+// JWS input and one Ed25519 signature over a 330-byte certificate body, with fresh keys.
 import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 
 /** A function doing one receipt's crypto per call. */
